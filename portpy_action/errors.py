@@ -1,0 +1,62 @@
+"""The errors the tool reports to its user.
+
+Every failure a user can fix is a `PortpyError`; one that comes from a bad input
+is an `InputError`, which names the input (as spelled in action.yml) and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class PortpyError(Exception):
+    """A failure with a message meant for the user, not a traceback."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str = "",
+        file: Path | str | None = None,
+        line: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.file = str(file) if file is not None else None
+        self.line = line
+
+    def __str__(self) -> str:
+        return f"{self.message}. {self.hint}" if self.hint else self.message
+
+
+class InputError(PortpyError):
+    """An input value that cannot be used. `input` is the action.yml name."""
+
+    def __init__(
+        self,
+        input: str,
+        message: str,
+        *,
+        hint: str = "",
+        file: Path | str | None = None,
+        line: int | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, file=file, line=line)
+        self.input = input
+
+    def __str__(self) -> str:
+        text = f"input `{self.input}`: {self.message}"
+        return f"{text}. {self.hint}" if self.hint else text
+
+
+class RuntimeFetchError(PortpyError):
+    """Resolving, downloading or verifying the python-build-standalone runtime failed."""
+
+
+class BundleError(PortpyError):
+    """Installing requirements or assembling the bundle failed."""
+
+
+class CheckError(PortpyError):
+    """The bundle failed a portability check (glibc, external libraries, smoke test)."""

@@ -1,0 +1,445 @@
+"""One validated build spec, whatever the inputs came from.
+
+CLI flags, INPUT_* variables and config files all arrive as a mapping from
+action.yml input names to strings; `BuildSpec.from_inputs` is the one place
+where those strings are checked and turned into typed values. Every rule that
+can reject an input lives here, so an error always names the input and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from portpy_action.errors import InputError
+from portpy_action.options import action_inputs, input_defaults
+
+FORMATS = ("tar.gz", "tar.zst", "tar.xz", "zip")
+FLAVORS = ("install_only_stripped", "install_only")
+INSTALLERS = ("uv", "pip")
+MODES = ("build", "check")
+EXTERNAL_LIB_POLICIES = ("error", "warn")
+
+DEFAULT_API_URL = "https://api.github.com"
+PBS_DOWNLOAD_BASE = "https://github.com/astral-sh/python-build-standalone/releases/download"
+
+_VERSION_RE = re.compile(r"^(?P<major>3)\.(?P<minor>\d{1,2})(?:\.(?P<patch>\d{1,3}))?(?P<ft>t)?$")
+_TAG_RE = re.compile(r"^\d{8}$")
+_TARGET_RE = re.compile(r"^[a-z0-9_]+-unknown-linux-(gnu|gnueabi|gnueabihf|musl)$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
+_GLIBC_RE = re.compile(r"^(\d+)\.(\d+)$")
+_SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+_MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_ARTIFACT_FORBIDDEN = set('":<>|*?\r\n\\/')
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off", ""}
+
+# action.yml's default for github-token only means something on GitHub.
+_EXPRESSION_RE = re.compile(r"^\$\{\{.*\}\}$")
+
+
+@dataclass(frozen=True)
+class PythonVersionRequest:
+    """`3.12`, `3.12.12` or `3.13t`: what the user asked for, not yet resolved."""
+
+    major: int
+    minor: int
+    patch: int | None = None
+    freethreaded: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> PythonVersionRequest:
+        match = _VERSION_RE.match(text.strip())
+        if not match:
+            raise InputError(
+                "python-version",
+                f"`{text}` is not a CPython version",
+                hint="Use a minor line such as `3.12`, an exact version such as `3.12.12`, "
+                "or `3.13t` for a free-threaded build",
+            )
+        patch = match["patch"]
+        request = cls(3, int(match["minor"]), int(patch) if patch else None, bool(match["ft"]))
+        if request.freethreaded and request.minor < 13:
+            raise InputError(
+                "python-version",
+                f"free-threaded builds exist from 3.13 on, not for `{text}`",
+                hint="Drop the `t`, or ask for `3.13t` or newer",
+            )
+        return request
+
+    @property
+    def minor_line(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+    def matches(self, version: str) -> bool:
+        """Whether a full `X.Y.Z` version satisfies this request."""
+        parts = version.split(".")
+        if len(parts) != 3 or parts[:2] != [str(self.major), str(self.minor)]:
+            return False
+        return self.patch is None or parts[2] == str(self.patch)
+
+    def __str__(self) -> str:
+        text = self.minor_line if self.patch is None else f"{self.minor_line}.{self.patch}"
+        return text + ("t" if self.freethreaded else "")
+
+
+def machine_target() -> str:
+    """The pbs triple of this machine; never an x86_64_vN variant (those need newer CPUs)."""
+    machine = platform.machine().lower()
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    return f"{arch}-unknown-linux-gnu"
+
+
+def default_cache_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".cache")
+    return Path(base) / "portpy"
+
+
+@dataclass(frozen=True)
+class RuntimeRequest:
+    """Everything the runtime stage needs to put a verified interpreter on disk."""
+
+    python_version: PythonVersionRequest
+    build_tag: str
+    target: str
+    flavor: str
+    cache_dir: Path
+    mirror: str | None = None
+    archive: Path | None = None
+    archive_sha256: str | None = None
+    api_url: str = DEFAULT_API_URL
+    token: str | None = field(default=None, repr=False)
+
+    @property
+    def download_base(self) -> str:
+        return self.mirror or PBS_DOWNLOAD_BASE
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    mode: str
+    runtime: RuntimeRequest
+    requirements: Path | None
+    project_dir: Path | None
+    exclude: tuple[str, ...]
+    command: tuple[str, ...]
+    name: str
+    format: str
+    output_dir: Path
+    installer: str
+    compile_bytecode: bool
+    max_glibc: tuple[int, int] | None
+    external_libs: str
+    smoke_test: bool
+    smoke_skip_imports: tuple[str, ...]
+    upload_artifact: bool
+    artifact_name: str
+    retention_days: int | None
+    attach_to_release: str
+    # The raw values, as given: recorded in the manifest (the token never is).
+    inputs: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def github_token(self) -> str | None:
+        return self.runtime.token
+
+    def archive_name(self, python_version: str, target: str | None = None) -> str:
+        """`<name>-<X.Y.Z>[t]-<target>.<format>`: what a build of this spec is called."""
+        suffix = "t" if self.runtime.python_version.freethreaded else ""
+        return f"{self.name}-{python_version}{suffix}-{target or self.runtime.target}.{self.format}"
+
+    # ------------------------------------------------------------------
+    @classmethod
+    def from_inputs(
+        cls,
+        values: Mapping[str, str],
+        *,
+        base_dir: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        workspace: Path | None = None,
+    ) -> BuildSpec:
+        """Validate raw input strings (missing ones take action.yml's default).
+
+        Relative paths resolve against `base_dir` (the current folder, a config
+        file's folder, or the workspace). With `workspace` set, as in the action,
+        path inputs must also stay inside it.
+        """
+        env = os.environ if env is None else env
+        known = action_inputs()
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise InputError(
+                unknown[0],
+                "is not an input of this action",
+                hint=f"Known inputs: {', '.join(known)}",
+            )
+        raw = input_defaults() | {k: str(v) for k, v in values.items()}
+        raw = {k: v.strip() for k, v in raw.items()}
+        base = (base_dir or workspace or Path.cwd()).resolve()
+        paths = _PathResolver(base, workspace.resolve() if workspace else None)
+
+        mode = _choice(raw, "mode", MODES)
+        version = PythonVersionRequest.parse(raw["python-version"])
+
+        tag = raw["python-build-tag"] or "latest"
+        if tag != "latest" and not _TAG_RE.match(tag):
+            raise InputError(
+                "python-build-tag",
+                f"`{tag}` is not a python-build-standalone tag",
+                hint="Use `latest` or a release date such as `20260114`",
+            )
+
+        target = raw["target"] or machine_target()
+        if not _TARGET_RE.match(target):
+            raise InputError(
+                "target",
+                f"`{target}` is not a Linux python-build-standalone target",
+                hint="Use e.g. `x86_64-unknown-linux-gnu` or `aarch64-unknown-linux-gnu`",
+            )
+
+        mirror = raw["python-mirror"].rstrip("/") or None
+        if mirror and not re.match(r"^https?://[^/\s]+", mirror):
+            raise InputError(
+                "python-mirror",
+                f"`{mirror}` is not an http(s) URL",
+                hint="Give the base URL that replaces " + PBS_DOWNLOAD_BASE,
+            )
+
+        archive = paths.file("python-archive", raw["python-archive"])
+        sha = raw["python-sha256"].lower() or None
+        if sha and not _SHA256_RE.match(sha):
+            raise InputError("python-sha256", "must be 64 hexadecimal digits", hint="Use `sha256sum FILE`")
+        if sha and not archive:
+            raise InputError("python-sha256", "is only used with `python-archive`", hint="Set python-archive too, or drop it")
+
+        cache_dir = Path(raw["cache-dir"]).expanduser() if raw["cache-dir"] else default_cache_dir(env)
+        if not cache_dir.is_absolute():
+            cache_dir = base / cache_dir
+
+        token = raw["github-token"]
+        if _EXPRESSION_RE.match(token):
+            token = ""
+        token = token or env.get("GITHUB_TOKEN", "")
+
+        runtime = RuntimeRequest(
+            python_version=version,
+            build_tag=tag,
+            target=target,
+            flavor=_choice(raw, "flavor", FLAVORS),
+            cache_dir=cache_dir,
+            mirror=mirror,
+            archive=archive,
+            archive_sha256=sha,
+            api_url=(env.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/"),
+            token=token or None,
+        )
+
+        requirements = paths.file("requirements", raw["requirements"])
+        project_dir = paths.directory("project-dir", raw["project-dir"])
+        output_dir = paths.resolve("output-dir", raw["output-dir"] or "dist")
+        _check_writable("output-dir", output_dir)
+
+        name = raw["name"] or _default_name(project_dir, env)
+        if not _NAME_RE.match(name):
+            raise InputError(
+                "name",
+                f"`{name}` cannot name a folder and an archive",
+                hint="Use letters, digits, `.`, `_`, `+` and `-`, starting with a letter or digit",
+            )
+
+        try:
+            command = tuple(shlex.split(raw["command"]))
+        except ValueError as exc:
+            raise InputError("command", f"cannot be split into arguments ({exc})", hint="Check its quotes") from exc
+
+        max_glibc = None
+        if raw["max-glibc"]:
+            match = _GLIBC_RE.match(raw["max-glibc"])
+            if not match:
+                raise InputError("max-glibc", f"`{raw['max-glibc']}` is not a glibc version", hint="Use e.g. `2.17` or `2.28`")
+            max_glibc = (int(match[1]), int(match[2]))
+
+        skip = _list(raw["smoke-skip-imports"])
+        for module in skip:
+            if not _MODULE_RE.match(module):
+                raise InputError("smoke-skip-imports", f"`{module}` is not a module name", hint="List importable names such as `tkinter`")
+
+        artifact_name = raw["artifact-name"]
+        bad = sorted(set(artifact_name) & _ARTIFACT_FORBIDDEN)
+        if bad:
+            raise InputError(
+                "artifact-name",
+                f"`{artifact_name}` contains {' '.join(repr(c) for c in bad)}",
+                hint='Artifact names may not contain " : < > | * ? \\ / or line breaks',
+            )
+
+        retention = None
+        if raw["retention-days"]:
+            try:
+                retention = int(raw["retention-days"])
+            except ValueError:
+                retention = 0
+            if not 1 <= retention <= 90:
+                raise InputError("retention-days", f"`{raw['retention-days']}` is not a whole number of days from 1 to 90", hint="Leave it empty for the repository's default")
+
+        release = raw["attach-to-release"]
+        if release and (any(c.isspace() for c in release) or release.startswith("-")):
+            raise InputError("attach-to-release", f"`{release}` is not a tag name", hint="Use a tag such as `v1.2.0`")
+
+        recorded = {k: v for k, v in raw.items() if k != "github-token"}
+        return cls(
+            mode=mode,
+            runtime=runtime,
+            requirements=requirements,
+            project_dir=project_dir,
+            exclude=_list(raw["exclude"]),
+            command=command,
+            name=name,
+            format=_choice(raw, "format", FORMATS),
+            output_dir=output_dir,
+            installer=_choice(raw, "installer", INSTALLERS),
+            compile_bytecode=_bool(raw, "compile-bytecode"),
+            max_glibc=max_glibc,
+            external_libs=_choice(raw, "external-libs", EXTERNAL_LIB_POLICIES),
+            smoke_test=_bool(raw, "smoke-test"),
+            smoke_skip_imports=skip,
+            upload_artifact=_bool(raw, "upload-artifact"),
+            artifact_name=artifact_name,
+            retention_days=retention,
+            attach_to_release=release,
+            inputs=recorded,
+        )
+
+
+# ----------------------------------------------------------------------------
+# config files
+
+
+def load_config(path: Path) -> list[dict[str, str]]:
+    """Read a YAML config: input names as keys, or `bundles:` (a list) for several.
+
+    Top-level keys beside `bundles:` are shared by every bundle. Values may be
+    strings, numbers, booleans or lists (joined one per line).
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("config", f"`{path}` does not exist", hint="Give the path of a YAML file") from None
+    except yaml.YAMLError as exc:
+        raise InputError("config", f"`{path}` is not valid YAML ({exc})", file=path) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError("config", f"`{path}` must hold a mapping of input names to values", file=path)
+    bundles = data.pop("bundles", None)
+    shared = _stringify(data, path)
+    if bundles is None:
+        return [shared]
+    if not isinstance(bundles, list) or not all(isinstance(b, dict) for b in bundles) or not bundles:
+        raise InputError("config", "`bundles` must be a non-empty list of mappings", file=path)
+    return [shared | _stringify(b, path) for b in bundles]
+
+
+def _stringify(data: Mapping[str, Any], path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    known = action_inputs()
+    for key, value in data.items():
+        if key not in known:
+            raise InputError(str(key), f"in `{path}` is not an input of this action", hint=f"Known inputs: {', '.join(known)}", file=path)
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, list):
+            out[key] = "\n".join(str(v) for v in value)
+        elif value is None:
+            out[key] = ""
+        else:
+            out[key] = str(value)
+    return out
+
+
+# ----------------------------------------------------------------------------
+# small validators
+
+
+def _choice(raw: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = raw[name]
+    if value not in allowed:
+        raise InputError(name, f"`{value}` is not one of {', '.join(allowed)}", hint=f"Use one of: {', '.join(allowed)}")
+    return value
+
+
+def _bool(raw: Mapping[str, str], name: str) -> bool:
+    value = raw[name].lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise InputError(name, f"`{raw[name]}` is not a boolean", hint="Use `true` or `false`")
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in re.split(r"[\n,]", text) if item.strip())
+
+
+def _default_name(project_dir: Path | None, env: Mapping[str, str]) -> str:
+    # In a workspace the folder name is the runner's, not the project's: prefer the repo's.
+    repo = env.get("GITHUB_REPOSITORY", "")
+    if repo and env.get("GITHUB_WORKSPACE") and project_dir == Path(env["GITHUB_WORKSPACE"]).resolve():
+        return repo.rsplit("/", 1)[-1]
+    if project_dir is not None:
+        name = re.sub(r"[^A-Za-z0-9._+-]", "-", project_dir.name).lstrip("._+-")
+        if name:
+            return name
+    return "python"
+
+
+def _check_writable(name: str, path: Path) -> None:
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise InputError(name, f"`{probe}` exists and is not a folder", hint="Choose another output folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(name, f"`{path}` cannot be written (no write permission on `{probe}`)", hint="Choose a folder you can write to")
+
+
+class _PathResolver:
+    def __init__(self, base: Path, workspace: Path | None) -> None:
+        self.base = base
+        self.workspace = workspace
+
+    def resolve(self, name: str, text: str) -> Path:
+        path = (self.base / Path(text).expanduser()).resolve()
+        if self.workspace is not None and not path.is_relative_to(self.workspace):
+            raise InputError(
+                name,
+                f"`{text}` lies outside the workspace `{self.workspace}`",
+                hint="Use a path inside the repository checkout",
+            )
+        return path
+
+    def file(self, name: str, text: str) -> Path | None:
+        if not text:
+            return None
+        path = self.resolve(name, text)
+        if not path.is_file():
+            raise InputError(name, f"`{text}` is not a file (looked at `{path}`)", hint="Check the path, relative to the working folder")
+        return path
+
+    def directory(self, name: str, text: str) -> Path | None:
+        if not text:
+            return None
+        path = self.resolve(name, text)
+        if not path.is_dir():
+            raise InputError(name, f"`{text}` is not a folder (looked at `{path}`)", hint="Check the path, relative to the working folder")
+        return path

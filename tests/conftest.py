@@ -1,0 +1,7 @@
+"""Shared test setup. Fixture modules register themselves in `pytest_plugins`."""
+
+from __future__ import annotations
+
+pytest_plugins: list[str] = [
+    # one line per fixture module under tests/fixtures/, e.g. "tests.fixtures.pbs",
+]

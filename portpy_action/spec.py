@@ -216,11 +216,19 @@ class BuildSpec:
         archive = paths.file("python-archive", raw["python-archive"])
         sha = raw["python-sha256"].lower() or None
         if sha and not _SHA256_RE.match(sha):
-            raise InputError("python-sha256", "must be 64 hexadecimal digits", hint="Use `sha256sum FILE`")
+            raise InputError(
+                "python-sha256", "must be 64 hexadecimal digits", hint="Use `sha256sum FILE`"
+            )
         if sha and not archive:
-            raise InputError("python-sha256", "is only used with `python-archive`", hint="Set python-archive too, or drop it")
+            raise InputError(
+                "python-sha256",
+                "is only used with `python-archive`",
+                hint="Set python-archive too, or drop it",
+            )
 
-        cache_dir = Path(raw["cache-dir"]).expanduser() if raw["cache-dir"] else default_cache_dir(env)
+        cache_dir = (
+            Path(raw["cache-dir"]).expanduser() if raw["cache-dir"] else default_cache_dir(env)
+        )
         if not cache_dir.is_absolute():
             cache_dir = base / cache_dir
 
@@ -258,19 +266,29 @@ class BuildSpec:
         try:
             command = tuple(shlex.split(raw["command"]))
         except ValueError as exc:
-            raise InputError("command", f"cannot be split into arguments ({exc})", hint="Check its quotes") from exc
+            raise InputError(
+                "command", f"cannot be split into arguments ({exc})", hint="Check its quotes"
+            ) from exc
 
         max_glibc = None
         if raw["max-glibc"]:
             match = _GLIBC_RE.match(raw["max-glibc"])
             if not match:
-                raise InputError("max-glibc", f"`{raw['max-glibc']}` is not a glibc version", hint="Use e.g. `2.17` or `2.28`")
+                raise InputError(
+                    "max-glibc",
+                    f"`{raw['max-glibc']}` is not a glibc version",
+                    hint="Use e.g. `2.17` or `2.28`",
+                )
             max_glibc = (int(match[1]), int(match[2]))
 
         skip = _list(raw["smoke-skip-imports"])
         for module in skip:
             if not _MODULE_RE.match(module):
-                raise InputError("smoke-skip-imports", f"`{module}` is not a module name", hint="List importable names such as `tkinter`")
+                raise InputError(
+                    "smoke-skip-imports",
+                    f"`{module}` is not a module name",
+                    hint="List importable names such as `tkinter`",
+                )
 
         artifact_name = raw["artifact-name"]
         bad = sorted(set(artifact_name) & _ARTIFACT_FORBIDDEN)
@@ -288,11 +306,19 @@ class BuildSpec:
             except ValueError:
                 retention = 0
             if not 1 <= retention <= 90:
-                raise InputError("retention-days", f"`{raw['retention-days']}` is not a whole number of days from 1 to 90", hint="Leave it empty for the repository's default")
+                raise InputError(
+                    "retention-days",
+                    f"`{raw['retention-days']}` is not a whole number of days from 1 to 90",
+                    hint="Leave it empty for the repository's default",
+                )
 
         release = raw["attach-to-release"]
         if release and (any(c.isspace() for c in release) or release.startswith("-")):
-            raise InputError("attach-to-release", f"`{release}` is not a tag name", hint="Use a tag such as `v1.2.0`")
+            raise InputError(
+                "attach-to-release",
+                f"`{release}` is not a tag name",
+                hint="Use a tag such as `v1.2.0`",
+            )
 
         recorded = {k: v for k, v in raw.items() if k != "github-token"}
         return cls(
@@ -332,18 +358,26 @@ def load_config(path: Path) -> list[dict[str, str]]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InputError("config", f"`{path}` does not exist", hint="Give the path of a YAML file") from None
+        raise InputError(
+            "config", f"`{path}` does not exist", hint="Give the path of a YAML file"
+        ) from None
     except yaml.YAMLError as exc:
         raise InputError("config", f"`{path}` is not valid YAML ({exc})", file=path) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise InputError("config", f"`{path}` must hold a mapping of input names to values", file=path)
+        raise InputError(
+            "config", f"`{path}` must hold a mapping of input names to values", file=path
+        )
     bundles = data.pop("bundles", None)
     shared = _stringify(data, path)
     if bundles is None:
         return [shared]
-    if not isinstance(bundles, list) or not all(isinstance(b, dict) for b in bundles) or not bundles:
+    if (
+        not isinstance(bundles, list)
+        or not all(isinstance(b, dict) for b in bundles)
+        or not bundles
+    ):
         raise InputError("config", "`bundles` must be a non-empty list of mappings", file=path)
     return [shared | _stringify(b, path) for b in bundles]
 
@@ -353,7 +387,12 @@ def _stringify(data: Mapping[str, Any], path: Path) -> dict[str, str]:
     known = action_inputs()
     for key, value in data.items():
         if key not in known:
-            raise InputError(str(key), f"in `{path}` is not an input of this action", hint=f"Known inputs: {', '.join(known)}", file=path)
+            raise InputError(
+                str(key),
+                f"in `{path}` is not an input of this action",
+                hint=f"Known inputs: {', '.join(known)}",
+                file=path,
+            )
         if isinstance(value, bool):
             out[key] = "true" if value else "false"
         elif isinstance(value, list):
@@ -372,7 +411,11 @@ def _stringify(data: Mapping[str, Any], path: Path) -> dict[str, str]:
 def _choice(raw: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     value = raw[name]
     if value not in allowed:
-        raise InputError(name, f"`{value}` is not one of {', '.join(allowed)}", hint=f"Use one of: {', '.join(allowed)}")
+        raise InputError(
+            name,
+            f"`{value}` is not one of {', '.join(allowed)}",
+            hint=f"Use one of: {', '.join(allowed)}",
+        )
     return value
 
 
@@ -392,7 +435,11 @@ def _list(text: str) -> tuple[str, ...]:
 def _default_name(project_dir: Path | None, env: Mapping[str, str]) -> str:
     # In a workspace the folder name is the runner's, not the project's: prefer the repo's.
     repo = env.get("GITHUB_REPOSITORY", "")
-    if repo and env.get("GITHUB_WORKSPACE") and project_dir == Path(env["GITHUB_WORKSPACE"]).resolve():
+    if (
+        repo
+        and env.get("GITHUB_WORKSPACE")
+        and project_dir == Path(env["GITHUB_WORKSPACE"]).resolve()
+    ):
         return repo.rsplit("/", 1)[-1]
     if project_dir is not None:
         name = re.sub(r"[^A-Za-z0-9._+-]", "-", project_dir.name).lstrip("._+-")
@@ -408,9 +455,15 @@ def _check_writable(name: str, path: Path) -> None:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise InputError(name, f"`{probe}` exists and is not a folder", hint="Choose another output folder")
+        raise InputError(
+            name, f"`{probe}` exists and is not a folder", hint="Choose another output folder"
+        )
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError(name, f"`{path}` cannot be written (no write permission on `{probe}`)", hint="Choose a folder you can write to")
+        raise InputError(
+            name,
+            f"`{path}` cannot be written (no write permission on `{probe}`)",
+            hint="Choose a folder you can write to",
+        )
 
 
 class _PathResolver:
@@ -433,7 +486,11 @@ class _PathResolver:
             return None
         path = self.resolve(name, text)
         if not path.is_file():
-            raise InputError(name, f"`{text}` is not a file (looked at `{path}`)", hint="Check the path, relative to the working folder")
+            raise InputError(
+                name,
+                f"`{text}` is not a file (looked at `{path}`)",
+                hint="Check the path, relative to the working folder",
+            )
         return path
 
     def directory(self, name: str, text: str) -> Path | None:
@@ -441,5 +498,9 @@ class _PathResolver:
             return None
         path = self.resolve(name, text)
         if not path.is_dir():
-            raise InputError(name, f"`{text}` is not a folder (looked at `{path}`)", hint="Check the path, relative to the working folder")
+            raise InputError(
+                name,
+                f"`{text}` is not a folder (looked at `{path}`)",
+                hint="Check the path, relative to the working folder",
+            )
         return path

@@ -162,8 +162,6 @@ def run_check(args: argparse.Namespace, log: Logger) -> int:
 
 
 def run_build(args: argparse.Namespace, log: Logger) -> int:
-    from portpy_action.build import build
-
     flags = _given(args, BUILD_INPUTS)
     if args.config:
         config = args.config.resolve()
@@ -177,6 +175,8 @@ def run_build(args: argparse.Namespace, log: Logger) -> int:
             "several bundles in the config would get the same archive name",
             hint="Give each bundle its own `name`, `python-version` or `target`",
         )
+    from portpy_action.build import build  # after validation: bad input fails fast
+
     for spec in specs:
         if spec.github_token:
             log.mask(spec.github_token)

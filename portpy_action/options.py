@@ -73,3 +73,29 @@ def action_outputs() -> dict[str, OutputDef]:
 
 def input_defaults() -> dict[str, str]:
     return {name: d.default for name, d in action_inputs().items()}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def inputs_table() -> str:
+    """The README's inputs table, rendered from action.yml."""
+    rows = ["| input | default | description |", "| --- | --- | --- |"]
+    for d in action_inputs().values():
+        default = f"`{d.default}`" if d.default else ""
+        rows.append(f"| `{d.name}` | {_cell(default)} | {_cell(d.description)} |")
+    return "\n".join(rows)
+
+
+def outputs_table() -> str:
+    """The README's outputs table, rendered from action.yml."""
+    rows = ["| output | description |", "| --- | --- |"]
+    rows += [f"| `{d.name}` | {_cell(d.description)} |" for d in action_outputs().values()]
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # `python -m portpy_action.options inputs|outputs`
+    import sys
+
+    print(inputs_table() if sys.argv[1:] == ["inputs"] else outputs_table())

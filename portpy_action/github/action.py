@@ -1,0 +1,237 @@
+"""The action: inputs → build (or check) → artifact, release assets, outputs, summary.
+
+`python -m portpy_action` and the repository's `entrypoint` both land in `main`.
+Secrets are masked before the first line is printed; every failure a user can
+fix ends as one `::error::` annotation (naming the input when an input is at
+fault) and exit code 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from portpy_action.errors import InputError, PortpyError
+from portpy_action.github.artifacts import RunContext, UploadedArtifact, upload_artifact
+from portpy_action.github.releases import ReleaseAsset, ReleasesAPI, attach, release_holds
+from portpy_action.github.summary import BundleSummary, render_build, render_check
+from portpy_action.github.workflow import (
+    append_summary,
+    file_from_env,
+    hand_to_owner,
+    input_variable,
+    read_inputs,
+    unexpected_inputs,
+    write_outputs,
+)
+from portpy_action.log import Logger
+from portpy_action.spec import BuildSpec
+
+# Variables whose values are credentials wherever they appear.
+SECRET_VARIABLES = (
+    input_variable("github-token"),
+    "GITHUB_TOKEN",
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+)
+
+
+def main() -> int:
+    log = Logger(sys.stdout)
+    for variable in SECRET_VARIABLES:
+        log.mask(os.environ.get(variable, "").strip())
+    try:
+        run(os.environ, log)
+    except PortpyError as exc:
+        log.error(str(exc), file=exc.file, line=exc.line)
+        return 1
+    except (
+        Exception
+    ) as exc:  # a bug: still one annotation, and the traceback (masked) for the report
+        log.info("".join(traceback.format_exception(exc)).rstrip())
+        log.error(f"internal error: {type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
+def run(env: Mapping[str, str], log: Logger) -> None:
+    for variable in unexpected_inputs(env):
+        log.warning(f"`{variable}` is set but names no input of this action; it is ignored")
+    workspace = Path(env.get("GITHUB_WORKSPACE") or Path.cwd()).resolve()
+    spec = BuildSpec.from_inputs(read_inputs(), workspace=workspace, env=env)
+    if spec.github_token:
+        log.mask(spec.github_token)
+
+    if spec.mode == "check":
+        outputs = check(spec, env, log)
+        summary = render_check(outputs)
+    else:
+        outputs, bundle = build_and_publish(spec, env, workspace, log)
+        summary = render_build(bundle)
+    write_outputs(outputs, file_from_env(env, "GITHUB_OUTPUT"))
+    append_summary(summary, file_from_env(env, "GITHUB_STEP_SUMMARY"))
+    for name, value in outputs.items():
+        log.info(f"{name}={value}")
+
+
+# ----------------------------------------------------------------------------
+# mode: check
+
+
+def check(spec: BuildSpec, env: Mapping[str, str], log: Logger) -> dict[str, str]:
+    """Resolve version and tag without downloading; is the archive still missing?"""
+    from portpy_action.runtime import resolve_release
+
+    release = resolve_release(spec.runtime, log=log)
+    archive_name = spec.archive_name(release.version, release.target)
+    needs_build = True
+    if spec.attach_to_release:
+        with _releases_api(spec, env) as api:
+            needs_build = not release_holds(spec.attach_to_release, archive_name, api=api)
+    return {
+        "python-version": release.version,
+        "python-build-tag": release.tag,
+        "target": release.target,
+        "archive-name": archive_name,
+        "needs-build": "true" if needs_build else "false",
+    }
+
+
+# ----------------------------------------------------------------------------
+# mode: build
+
+
+def build_and_publish(
+    spec: BuildSpec, env: Mapping[str, str], workspace: Path, log: Logger
+) -> tuple[dict[str, str], BundleSummary]:
+    from portpy_action.build import build
+
+    # Check what publishing needs before spending minutes on the build.
+    if spec.attach_to_release:
+        _repository(env)
+        if not spec.github_token:
+            raise InputError(
+                "github-token",
+                "is empty, but attach-to-release needs it",
+                hint="Keep the default `${{ github.token }}` and grant `permissions: contents: write`",
+            )
+    try:
+        result = build(spec, log=log)
+        artifact = _upload_artifact(spec, result.archive, env, log)
+        assets = _attach_to_release(spec, [result.archive, result.sha256_file], env, log)
+    finally:
+        hand_to_owner([spec.output_dir], workspace)
+
+    release_asset_url = next((a.url for a in assets if a.name == result.archive.name), "")
+    outputs = {
+        "archive-path": _in_workspace(result.archive, workspace),
+        "archive-name": result.archive.name,
+        "archive-sha256": result.sha256,
+        "archive-size": str(result.size),
+        "python-version": result.release.version,
+        "python-build-tag": result.release.tag,
+        "target": result.release.target,
+        "glibc-baseline": _glibc(result.glibc_baseline),
+        "manifest-path": _in_workspace(result.manifest_path, workspace),
+        "artifact-id": str(artifact.id) if artifact else "",
+        "artifact-url": artifact.url if artifact else "",
+        "release-asset-url": release_asset_url,
+    }
+    bundle = BundleSummary(
+        archive_name=result.archive.name,
+        python_version=result.release.version,
+        build_tag=result.release.tag,
+        target=result.release.target,
+        size=result.size,
+        sha256=result.sha256,
+        glibc_baseline=outputs["glibc-baseline"],
+        external_libs=tuple(str(lib) for lib in result.external_libs),
+        distributions=_distributions(result.distributions),
+        timings=dict(result.timings),
+        artifact_url=outputs["artifact-url"],
+        release_asset_url=release_asset_url,
+    )
+    return outputs, bundle
+
+
+def _upload_artifact(
+    spec: BuildSpec, archive: Path, env: Mapping[str, str], log: Logger
+) -> UploadedArtifact | None:
+    if not spec.upload_artifact:
+        return None
+    context = RunContext.from_env(env)
+    if context is None:
+        log.notice(
+            "No ACTIONS_RUNTIME_TOKEN or ACTIONS_RESULTS_URL: not a GitHub Actions job, so no workflow artifact is uploaded"
+        )
+        return None
+    with log.stage("artifact", "Uploading the workflow artifact"):
+        return upload_artifact(
+            archive,
+            name=spec.artifact_name or archive.name,
+            context=context,
+            retention_days=spec.retention_days,
+            log=log,
+        )
+
+
+def _attach_to_release(
+    spec: BuildSpec, files: list[Path], env: Mapping[str, str], log: Logger
+) -> list[ReleaseAsset]:
+    if not spec.attach_to_release:
+        return []
+    with (
+        log.stage("release", f"Attaching to the release {spec.attach_to_release}"),
+        _releases_api(spec, env) as api,
+    ):
+        return attach(
+            files,
+            tag=spec.attach_to_release,
+            api=api,
+            log=log,
+            commit=env.get("GITHUB_SHA") or None,
+        )
+
+
+def _releases_api(spec: BuildSpec, env: Mapping[str, str]) -> ReleasesAPI:
+    return ReleasesAPI(spec.runtime.api_url, _repository(env), spec.github_token)
+
+
+def _repository(env: Mapping[str, str]) -> str:
+    repository = env.get("GITHUB_REPOSITORY", "")
+    if "/" not in repository:
+        raise InputError(
+            "attach-to-release",
+            "needs GITHUB_REPOSITORY (owner/name) to know which repository's release to use",
+            hint="Run it in a GitHub Actions job, or set GITHUB_REPOSITORY",
+        )
+    return repository
+
+
+def _in_workspace(path: Path, workspace: Path) -> str:
+    """Workspace-relative, as later steps (on the host, outside the container) need it."""
+    path = path.resolve()
+    return str(path.relative_to(workspace)) if path.is_relative_to(workspace) else str(path)
+
+
+def _glibc(baseline: Any) -> str:
+    if not baseline:
+        return ""
+    if isinstance(baseline, tuple):
+        return ".".join(str(part) for part in baseline)
+    return str(baseline)
+
+
+def _distributions(distributions: Any) -> tuple[tuple[str, str], ...]:
+    items = distributions.items() if isinstance(distributions, Mapping) else distributions
+    pairs = []
+    for item in items:
+        if isinstance(item, tuple):
+            pairs.append((str(item[0]), str(item[1])))
+        else:
+            pairs.append((str(item.name), str(item.version)))
+    return tuple(sorted(pairs, key=lambda pair: pair[0].lower()))

@@ -1,0 +1,286 @@
+"""Install the user's requirements into the runtime's own site-packages.
+
+The bundled interpreter is the install target itself (no virtualenv): `uv pip
+install --python <runtime>` or the runtime's own pip. The user's index settings
+reach the installer untouched, both from the environment and from option lines
+in the requirements file, which both installers read themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.parser import HeaderParser
+from pathlib import Path
+
+from portpy_action.errors import BundleError, InputError
+from portpy_action.log import Logger
+
+# Index settings a user may have set for the *other* installer. Each is copied to
+# its counterpart when that one is unset, so `PIP_INDEX_URL` keeps working with uv.
+INDEX_ENV_COUNTERPARTS: dict[str, dict[str, str]] = {
+    "uv": {
+        "PIP_INDEX_URL": "UV_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL": "UV_EXTRA_INDEX_URL",
+        "PIP_FIND_LINKS": "UV_FIND_LINKS",
+        "PIP_NO_INDEX": "UV_NO_INDEX",
+    },
+    "pip": {
+        "UV_INDEX_URL": "PIP_INDEX_URL",
+        "UV_EXTRA_INDEX_URL": "PIP_EXTRA_INDEX_URL",
+        "UV_FIND_LINKS": "PIP_FIND_LINKS",
+        "UV_NO_INDEX": "PIP_NO_INDEX",
+    },
+}
+
+# Options that make an install point back at the build machine's files.
+_EDITABLE_OPTIONS = ("-e", "--editable")
+_NESTED_OPTIONS = ("-r", "--requirement", "-c", "--constraint")
+
+# How each installer says that a name does not exist on the index.
+_NOT_FOUND_PATTERNS = (
+    re.compile(
+        r"Because (?P<name>[A-Za-z0-9._-]+)(?:\[[^\]]*\])? was not found in the package registry"
+    ),
+    re.compile(
+        r"(?P<name>[A-Za-z0-9._-]+)(?:\[[^\]]*\])? was not found in the provided package locations"
+    ),
+    re.compile(r"No matching distribution found for (?P<name>[A-Za-z0-9._-]+)"),
+)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One installed distribution, as its dist-info METADATA names it."""
+
+    name: str
+    version: str
+
+
+def check_requirements(path: Path) -> None:
+    """Refuse editable requirements in `path` and in the files it includes (`-r`, `-c`)."""
+    _check_file(path, seen=set())
+
+
+def _check_file(path: Path, seen: set[Path]) -> None:
+    path = path.resolve()
+    if path in seen:
+        return
+    seen.add(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(
+            "requirements",
+            f"`{path}` does not exist",
+            hint="Check the path of the requirements file (and of files it includes with -r/-c)",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError("requirements", f"`{path}` cannot be read ({exc})", file=path) from exc
+    for number, line in _logical_lines(text):
+        words = _split(line, path, number)
+        if not words:
+            continue
+        option, _, inline_value = words[0].partition("=")
+        if option in _EDITABLE_OPTIONS or words[0].startswith("-e"):
+            raise InputError(
+                "requirements",
+                f"`{line}` is an editable install, which would point at this machine's files",
+                hint="Install the project as a normal requirement (drop `-e`), or put it in project-dir",
+                file=path,
+                line=number,
+            )
+        if option in _NESTED_OPTIONS:
+            target = inline_value or (words[1] if len(words) > 1 else "")
+            if target and "://" not in target:
+                _check_file(path.parent / target, seen)
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """Lines without comments, with `\\` continuations joined; numbered from 1."""
+    lines: list[tuple[int, str]] = []
+    pending = ""
+    start = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = re.sub(r"(^|\s)#.*$", "", raw).rstrip()
+        if not pending:
+            start = number
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        joined = (pending + line).strip()
+        pending = ""
+        if joined:
+            lines.append((start, joined))
+    if pending.strip():
+        lines.append((start, pending.strip()))
+    return lines
+
+
+def _split(line: str, path: Path, number: int) -> list[str]:
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise InputError(
+            "requirements", f"`{line}` cannot be parsed ({exc})", file=path, line=number
+        ) from exc
+
+
+def installer_environment(installer: str, env: Mapping[str, str]) -> dict[str, str]:
+    """The environment the installer runs with: the user's, index settings mirrored."""
+    result = dict(env)
+    for source, counterpart in INDEX_ENV_COUNTERPARTS[installer].items():
+        if source in result and counterpart not in result:
+            result[counterpart] = result[source]
+    # Never let an activated virtualenv or a stray PYTHONHOME redirect the install.
+    for name in ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", "UV_SYSTEM_PYTHON", "PIP_USER"):
+        result.pop(name, None)
+    return result
+
+
+def install_command(installer: str, python: Path, requirements: Path) -> list[str]:
+    """The command line that installs `requirements` into `python`'s site-packages."""
+    if installer == "uv":
+        import uv  # the `uv` PyPI package: a binary shipped as a wheel
+
+        return [
+            uv.find_uv_bin(),
+            "pip",
+            "install",
+            "--python",
+            str(python),
+            # Copy, never hard-link from uv's cache: the bundle's files get rewritten.
+            "--link-mode",
+            "copy",
+            "--no-progress",
+            "--requirement",
+            str(requirements),
+        ]
+    if installer == "pip":
+        return [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--no-warn-script-location",
+            "--no-compile",  # the compile stage writes reproducible pycs itself
+            "--requirement",
+            str(requirements),
+        ]
+    raise ValueError(f"unknown installer {installer!r}")
+
+
+def install_requirements(
+    python: Path,
+    requirements: Path,
+    *,
+    installer: str,
+    log: Logger,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Install `requirements` into the interpreter `python` (the bundle's runtime)."""
+    check_requirements(requirements)
+    command = install_command(installer, python, requirements)
+    log.info(f"$ {shlex.join(command)}")
+    result = subprocess.run(
+        command,
+        env=installer_environment(installer, os.environ if env is None else env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        check=False,
+    )
+    for line in result.stdout.splitlines():
+        log.info(f"  {line}")
+    if result.returncode != 0:
+        raise _install_error(result.stdout, installer, requirements)
+
+
+def _install_error(output: str, installer: str, requirements: Path) -> Exception:
+    for pattern in _NOT_FOUND_PATTERNS:
+        match = pattern.search(output)
+        if match:
+            name = match["name"]
+            return InputError(
+                "requirements",
+                f"`{name}` was not found on the package index",
+                hint="Check its spelling and the index settings (`--index-url`/`--find-links` "
+                "in the file, PIP_INDEX_URL or UV_INDEX_URL)",
+                file=requirements,
+                line=_line_naming(requirements, name),
+            )
+    tail = "\n".join(output.strip().splitlines()[-15:])
+    return BundleError(
+        f"{installer} could not install `{requirements}`:\n{tail}",
+        hint="See the installer's output above",
+        file=requirements,
+    )
+
+
+def _line_naming(requirements: Path, name: str) -> int | None:
+    wanted = _normalize(name)
+    for number, line in _logical_lines(requirements.read_text(encoding="utf-8")):
+        match = re.match(r"[A-Za-z0-9._-]+", line)
+        if match and _normalize(match[0]) == wanted:
+            return number
+    return None
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# ----------------------------------------------------------------------------
+# what ended up installed
+
+
+def site_packages(root: Path) -> Path:
+    """`python/lib/python3.X[t]/site-packages` of a pbs runtime tree."""
+    found = sorted(root.glob("lib/python3*/site-packages"))
+    if len(found) != 1:
+        raise BundleError(
+            f"expected one site-packages folder under `{root}/lib`, found {len(found)}"
+        )
+    return found[0]
+
+
+def installed_distributions(root: Path) -> list[Distribution]:
+    """Every distribution in the runtime's site-packages, sorted by name."""
+    found = []
+    for metadata in site_packages(root).glob("*.dist-info/METADATA"):
+        headers = HeaderParser().parsestr(metadata.read_text(encoding="utf-8", errors="replace"))
+        if headers["Name"] and headers["Version"]:
+            found.append(Distribution(headers["Name"], headers["Version"]))
+    return sorted(found, key=lambda d: _normalize(d.name))
+
+
+def check_path_files(root: Path) -> None:
+    """Refuse `.pth` path entries that lead outside the bundle's runtime.
+
+    A `.pth` line is either an `import` statement or a folder added to sys.path,
+    relative to site-packages; one that points elsewhere works only on this machine.
+    """
+    packages = site_packages(root)
+    bundle = root.parent.resolve()
+    for pth in sorted(packages.glob("*.pth")):
+        for number, line in enumerate(pth.read_text(encoding="utf-8").splitlines(), start=1):
+            entry = line.strip()
+            if not entry or entry.startswith(("#", "import ", "import\t")):
+                continue
+            target = Path(os.path.normpath(packages / entry))
+            if not target.is_relative_to(bundle):
+                raise InputError(
+                    "requirements",
+                    f"`{pth.name}` adds `{entry}` to sys.path, which lies outside the bundle",
+                    hint="Do not install editable or path-linked packages; list them as normal requirements",
+                    file=pth,
+                    line=number,
+                )

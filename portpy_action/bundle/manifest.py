@@ -1,0 +1,104 @@
+"""`portable-python.json`: what is in a bundle and how it was made.
+
+Two copies with one shape. The one inside the archive holds only what the
+inputs determine, so the archive stays byte-for-byte reproducible. The one
+written next to the archive adds what only exists afterwards or differs per
+run: the archive's own sha256 and size, and the time each stage took.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from portpy_action import __version__
+from portpy_action.bundle.install import Distribution
+
+MANIFEST_NAME = "portable-python.json"
+MANIFEST_FORMAT = 1
+
+
+class ReleaseInfo(Protocol):
+    """The parts of the runtime stage's release a manifest records."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def tag(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def flavor(self) -> str: ...
+    @property
+    def asset_name(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+
+
+def bundle_manifest(
+    *,
+    name: str,
+    command: Sequence[str],
+    release: ReleaseInfo,
+    distributions: Sequence[Distribution],
+    inputs: Mapping[str, str],
+    portability: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The manifest that goes into the archive."""
+    manifest: dict[str, Any] = {
+        "manifest-format": MANIFEST_FORMAT,
+        "tool": {"name": "portable-python-action", "version": __version__},
+        "name": name,
+        "command": list(command),
+        "python": {
+            "version": release.version,
+            "build-tag": release.tag,
+            "target": release.target,
+            "flavor": release.flavor,
+            "asset": release.asset_name,
+            "asset-sha256": release.sha256,
+        },
+        "distributions": [{"name": d.name, "version": d.version} for d in distributions],
+        "inputs": dict(sorted(inputs.items())),
+    }
+    if portability is not None:
+        manifest["portability"] = dict(portability)
+    return manifest
+
+
+def build_record(
+    manifest: Mapping[str, Any],
+    *,
+    archive: Path,
+    sha256: str,
+    size: int,
+    timings: Mapping[str, float],
+) -> dict[str, Any]:
+    """The copy kept next to the archive: the manifest plus this run's facts."""
+    return {
+        **manifest,
+        "archive": {"name": archive.name, "sha256": sha256, "size": size},
+        "timings": {stage: round(seconds, 3) for stage, seconds in timings.items()},
+    }
+
+
+def manifest_json(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> Path:
+    """Write `data` to `path` through a temporary name, so no half file is ever seen."""
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(manifest_json(data))
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path

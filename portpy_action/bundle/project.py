@@ -1,0 +1,119 @@
+"""Copy the user's project folder into the bundle's `app/`.
+
+Left out: version-control and cache folders, virtualenvs (any folder holding a
+`pyvenv.cfg`), the output folder (the build happens inside it), and whatever the
+`exclude` globs match. A glob without `/` matches a name at any depth (like
+`*.log`); one with `/` matches the path from the project root (like `docs/*`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath
+
+from portpy_action.errors import InputError
+
+ALWAYS_EXCLUDED = (
+    ".git",
+    ".hg",
+    ".svn",
+    "__pycache__",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".tox",
+    ".nox",
+)
+
+
+def is_excluded(relative: PurePosixPath, patterns: Iterable[str]) -> bool:
+    """Whether the project path `relative` matches one of the `exclude` globs."""
+    text = relative.as_posix()
+    for pattern in patterns:
+        pattern = pattern.strip().rstrip("/")
+        if pattern.startswith("/"):
+            pattern = pattern[1:]
+        if "/" in pattern:
+            if fnmatchcase(text, pattern):
+                return True
+        elif fnmatchcase(relative.name, pattern):
+            return True
+    return False
+
+
+def copy_project(
+    source: Path,
+    dest: Path,
+    *,
+    exclude: Iterable[str] = (),
+    skip: Iterable[Path] = (),
+) -> list[PurePosixPath]:
+    """Copy `source` into the new folder `dest`; return the copied files, relative.
+
+    `skip` holds absolute folders that never belong in the bundle (the output
+    folder, the build folder). Symlinks are kept when they stay inside the project.
+    """
+    source = source.resolve()
+    patterns = tuple(exclude)
+    skipped = {p.resolve() for p in skip}
+    copied: list[PurePosixPath] = []
+    dest.mkdir(parents=True)
+    for folder, dirnames, filenames in os.walk(source):
+        here = Path(folder)
+        rel_here = PurePosixPath(here.relative_to(source).as_posix())
+        kept_dirs = []
+        for name in sorted(dirnames):
+            path = here / name
+            rel = rel_here / name
+            if _leave_out_folder(path, rel, patterns, skipped):
+                continue
+            if path.is_symlink():
+                _copy_link(path, rel, source, dest)
+                copied.append(rel)
+            else:
+                (dest / rel).mkdir()
+                kept_dirs.append(name)
+        dirnames[:] = kept_dirs
+        for name in sorted(filenames):
+            path = here / name
+            rel = rel_here / name
+            if is_excluded(rel, patterns):
+                continue
+            if path.is_symlink():
+                _copy_link(path, rel, source, dest)
+            elif path.is_file():
+                shutil.copy2(path, dest / rel)
+            else:
+                raise InputError(
+                    "project-dir",
+                    f"`{rel}` is not a regular file, folder or symlink",
+                    hint="Add it to `exclude`",
+                )
+            copied.append(rel)
+    return copied
+
+
+def _leave_out_folder(
+    path: Path, rel: PurePosixPath, patterns: tuple[str, ...], skipped: set[Path]
+) -> bool:
+    return (
+        rel.name in ALWAYS_EXCLUDED
+        or (path / "pyvenv.cfg").is_file()
+        or path.resolve() in skipped
+        or is_excluded(rel, patterns)
+    )
+
+
+def _copy_link(path: Path, rel: PurePosixPath, source: Path, dest: Path) -> None:
+    """Keep a symlink as a relative link, refusing one that leaves the project."""
+    target = Path(os.path.normpath(path.parent / os.readlink(path)))
+    if not target.is_relative_to(source):
+        raise InputError(
+            "project-dir",
+            f"`{rel}` is a symlink to `{os.readlink(path)}`, outside the project",
+            hint="Add it to `exclude`, or replace the link with the files it points to",
+        )
+    (dest / rel).symlink_to(os.path.relpath(target, path.parent))

@@ -1,0 +1,249 @@
+"""Deterministic archives: the same folder gives the same bytes, every time.
+
+Entries are written in sorted order with one mtime (`SOURCE_DATE_EPOCH` when
+set), owner 0:0 without names, normalized modes (0755 for folders and
+executables, 0644 for the rest) and compressor settings fixed here. Symlinks and
+executable bits survive in every format (zip stores them as Unix attributes).
+Archives are streamed to a temporary name in the output folder and renamed into
+place only when complete, together with a `sha256sum -c` file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import lzma
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from portpy_action.errors import BundleError, PortpyError
+
+# 1980-01-01T00:00:00Z: the earliest time a zip entry can hold, used by every format.
+DEFAULT_MTIME = 315532800
+
+# Compression settings are part of the output's identity: change them and every
+# archive changes. zip uses zlib's default level (6).
+GZIP_LEVEL = 6
+XZ_PRESET = 6
+ZSTD_LEVEL = 10
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class PackedArchive:
+    path: Path
+    sha256: str
+    size: int
+    sha256_file: Path
+
+
+@dataclass(frozen=True)
+class _Entry:
+    arcname: str
+    path: Path
+    kind: str  # "dir", "file", "symlink"
+    mode: int  # permission bits, normalized
+    size: int = 0
+    target: str = ""
+
+
+def archive_mtime(env: Mapping[str, str] | None = None) -> int:
+    """The one mtime of every entry: SOURCE_DATE_EPOCH when set, else DEFAULT_MTIME."""
+    env = os.environ if env is None else env
+    value = env.get("SOURCE_DATE_EPOCH", "").strip()
+    if not value:
+        return DEFAULT_MTIME
+    if not value.isdigit():
+        raise PortpyError(
+            f"SOURCE_DATE_EPOCH=`{value}` is not a whole number of seconds",
+            hint="Set it to e.g. `$(git log -1 --format=%ct)`, or unset it",
+        )
+    return int(value)
+
+
+def walk(root: Path) -> Iterator[_Entry]:
+    """`root` and everything below it, sorted by path, named from `root`'s name on."""
+    yield from _walk(root, root.name, root.name)
+
+
+def _walk(path: Path, arcname: str, top: str) -> Iterator[_Entry]:
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(path)
+        resolved = os.path.normpath(os.path.join(os.path.dirname(arcname), target))
+        if os.path.isabs(target) or not (resolved == top or resolved.startswith(top + "/")):
+            raise BundleError(
+                f"`{arcname}` is a symlink to `{target}`, which leaves the bundle",
+                hint="Bundles may only hold relative links that stay inside them",
+            )
+        yield _Entry(arcname, path, "symlink", 0o777, target=target)
+    elif stat.S_ISDIR(st.st_mode):
+        yield _Entry(arcname, path, "dir", 0o755)
+        for child in sorted(os.listdir(path)):
+            yield from _walk(path / child, f"{arcname}/{child}", top)
+    elif stat.S_ISREG(st.st_mode):
+        mode = 0o755 if st.st_mode & 0o111 else 0o644
+        yield _Entry(arcname, path, "file", mode, size=st.st_size)
+    else:
+        raise BundleError(f"`{arcname}` is not a file, folder or symlink and cannot be packed")
+
+
+# ----------------------------------------------------------------------------
+# tar
+
+
+def _tarinfo(entry: _Entry, mtime: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(entry.arcname)
+    info.mtime = mtime
+    info.mode = entry.mode
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if entry.kind == "dir":
+        info.type = tarfile.DIRTYPE
+    elif entry.kind == "symlink":
+        info.type = tarfile.SYMTYPE
+        info.linkname = entry.target
+    else:
+        info.size = entry.size
+    return info
+
+
+def _write_tar(stream: io.BufferedIOBase, root: Path, mtime: int) -> None:
+    with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for entry in walk(root):
+            info = _tarinfo(entry, mtime)
+            if entry.kind == "file":
+                with entry.path.open("rb") as data:
+                    tar.addfile(info, data)
+                if info.size != entry.path.stat().st_size:
+                    raise BundleError(f"`{entry.arcname}` changed while it was being packed")
+            else:
+                tar.addfile(info)
+
+
+def _gzip(out: BinaryIO) -> AbstractContextManager[io.BufferedIOBase]:
+    # No file name and a zero time in the gzip header.
+    return gzip.GzipFile(filename="", mode="wb", fileobj=out, compresslevel=GZIP_LEVEL, mtime=0)
+
+
+def _xz(out: BinaryIO) -> AbstractContextManager[io.BufferedIOBase]:
+    return lzma.LZMAFile(out, "wb", format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=XZ_PRESET)
+
+
+def _zstd(out: BinaryIO) -> AbstractContextManager[io.BufferedIOBase]:
+    try:
+        import zstandard
+    except ImportError:
+        raise PortpyError(
+            "format `tar.zst` needs the `zstandard` package",
+            hint="pip install 'portable-python-action[zstd]'",
+        ) from None
+    # Multi-threaded zstd output depends on the level, not on the worker count.
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1, write_checksum=True)
+    # A write-only stream like the other two; tarfile only calls write().
+    return cast(
+        AbstractContextManager[io.BufferedIOBase], compressor.stream_writer(out, closefd=False)
+    )
+
+
+_Compressor = Callable[[BinaryIO], AbstractContextManager[io.BufferedIOBase]]
+
+TAR_COMPRESSORS: dict[str, _Compressor] = {"tar.gz": _gzip, "tar.xz": _xz, "tar.zst": _zstd}
+
+
+# ----------------------------------------------------------------------------
+# zip
+
+
+def _zip_time(mtime: int) -> tuple[int, int, int, int, int, int]:
+    year, month, day, hour, minute, second = time.gmtime(max(mtime, DEFAULT_MTIME))[:6]
+    return (year, month, day, hour, minute, second)
+
+
+def _write_zip(out: BinaryIO, root: Path, mtime: int) -> None:
+    date_time = _zip_time(mtime)
+    with zipfile.ZipFile(out, "w", allowZip64=True) as archive:
+        for entry in walk(root):
+            kind_bits = {"dir": stat.S_IFDIR, "symlink": stat.S_IFLNK, "file": stat.S_IFREG}
+            name = entry.arcname + ("/" if entry.kind == "dir" else "")
+            info = zipfile.ZipInfo(name, date_time=date_time)
+            info.create_system = 3  # Unix: external_attr carries the mode and file type
+            info.external_attr = (kind_bits[entry.kind] | entry.mode) << 16
+            if entry.kind == "dir":
+                info.external_attr |= 0x10  # MS-DOS directory flag
+                archive.writestr(info, b"", compress_type=zipfile.ZIP_STORED)
+            elif entry.kind == "symlink":
+                archive.writestr(info, entry.target.encode(), compress_type=zipfile.ZIP_STORED)
+            else:
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.file_size = entry.size
+                with entry.path.open("rb") as src, archive.open(info, "w") as dst:
+                    shutil.copyfileobj(src, dst, _CHUNK)
+
+
+# ----------------------------------------------------------------------------
+# the whole archive
+
+
+def write_archive(root: Path, out: BinaryIO, *, format: str, mtime: int) -> None:
+    """Write `root` (folder included, as the top-level entry) to `out` in `format`."""
+    if format == "zip":
+        _write_zip(out, root, mtime)
+        return
+    if format not in TAR_COMPRESSORS:
+        raise ValueError(f"unknown archive format {format!r}")
+    with TAR_COMPRESSORS[format](out) as stream:
+        _write_tar(stream, root, mtime)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        while chunk := data.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pack(root: Path, archive: Path, *, format: str, mtime: int = DEFAULT_MTIME) -> PackedArchive:
+    """Pack `root` into `archive` and write `archive`.sha256 beside it.
+
+    Nothing appears under either final name until both are complete.
+    """
+    sha256_file = archive.with_name(archive.name + ".sha256")
+    temps: list[Path] = []
+    try:
+        temp = _temp_beside(archive, temps)
+        with temp.open("wb") as out:
+            write_archive(root, out, format=format, mtime=mtime)
+        os.chmod(temp, 0o644)
+        sha256 = file_sha256(temp)
+        size = temp.stat().st_size
+        temp_sum = _temp_beside(sha256_file, temps)
+        temp_sum.write_text(f"{sha256}  {archive.name}\n", encoding="utf-8")
+        os.chmod(temp_sum, 0o644)
+        os.replace(temp, archive)
+        os.replace(temp_sum, sha256_file)
+    except BaseException:
+        for path in temps:
+            path.unlink(missing_ok=True)
+        raise
+    return PackedArchive(archive, sha256, size, sha256_file)
+
+
+def _temp_beside(path: Path, temps: list[Path]) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    temps.append(Path(name))
+    return Path(name)

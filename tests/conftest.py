@@ -5,4 +5,5 @@ from __future__ import annotations
 pytest_plugins: list[str] = [
     # one line per fixture module under tests/fixtures/, e.g. "tests.fixtures.pbs",
     "tests.fixtures.pbs",
+    "tests.fixtures.fake_github",
 ]

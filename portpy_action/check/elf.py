@@ -1,0 +1,157 @@
+"""What one ELF file asks of the machine it runs on, read with pyelftools.
+
+Plain facts, no judgement: the libraries it names (DT_NEEDED), where it looks for
+them (RPATH/RUNPATH), and every symbol version it requires from each library
+together with the symbols that require it. `scan` decides what is portable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.dynamic import DynamicSection
+from elftools.elf.elffile import ELFFile
+from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
+from elftools.elf.sections import SymbolTableSection
+
+ELF_MAGIC = b"\x7fELF"
+
+# e_machine -> the architecture names the manylinux policies use.
+_ARCHES = {
+    "EM_X86_64": "x86_64",
+    "EM_386": "i686",
+    "EM_AARCH64": "aarch64",
+    "EM_ARM": "armv7l",
+    "EM_PPC64": "ppc64le",
+    "EM_S390": "s390x",
+    "EM_RISCV": "riscv64",
+    "EM_LOONGARCH": "loongarch64",
+}
+
+# A version need flagged weak does not stop the loader when the version is missing.
+_VER_FLG_WEAK = 0x2
+
+
+class ElfReadError(Exception):
+    """A file starts like an ELF file but pyelftools cannot read it."""
+
+
+@dataclass(frozen=True)
+class VersionNeed:
+    """One `GLIBC_2.17`-style version a file requires from `library`."""
+
+    library: str
+    name: str
+    symbols: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ElfInfo:
+    arch: str
+    soname: str | None
+    needed: tuple[str, ...]
+    rpath: tuple[str, ...]
+    runpath: tuple[str, ...]
+    version_needs: tuple[VersionNeed, ...]
+
+
+def is_elf(path: Path) -> bool:
+    """True for a regular file (not a symlink) that starts with the ELF magic."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with path.open("rb") as stream:
+            return stream.read(4) == ELF_MAGIC
+    except OSError:
+        return False
+
+
+def _split_paths(value: str) -> tuple[str, ...]:
+    return tuple(part for part in value.split(":") if part)
+
+
+def _dynamic_entries(elf: Any) -> tuple[str | None, list[str], list[str], list[str]]:
+    soname: str | None = None
+    needed: list[str] = []
+    rpath: list[str] = []
+    runpath: list[str] = []
+    for section in elf.iter_sections():
+        if not isinstance(section, DynamicSection):
+            continue
+        # pyelftools sets `needed`, `soname`, `rpath`, `runpath` per tag kind at run time.
+        tags: Iterator[Any] = section.iter_tags()
+        for tag in tags:
+            kind = tag.entry.d_tag
+            if kind == "DT_NEEDED":
+                needed.append(tag.needed)
+            elif kind == "DT_SONAME":
+                soname = tag.soname
+            elif kind == "DT_RPATH":
+                rpath.extend(_split_paths(tag.rpath))
+            elif kind == "DT_RUNPATH":
+                runpath.extend(_split_paths(tag.runpath))
+    return soname, needed, rpath, runpath
+
+
+def _symbols_by_version_index(elf: Any) -> dict[int, list[str]]:
+    """Undefined dynamic symbols grouped by their .gnu.version index."""
+    versym = next((s for s in elf.iter_sections() if isinstance(s, GNUVerSymSection)), None)
+    dynsym = elf.get_section_by_name(".dynsym")
+    if versym is None or not isinstance(dynsym, SymbolTableSection):
+        return {}
+    grouped: dict[int, list[str]] = {}
+    for number, symbol in enumerate(dynsym.iter_symbols()):
+        if symbol["st_shndx"] != "SHN_UNDEF" or not symbol.name:
+            continue
+        index = versym.get_symbol(number)["ndx"]
+        if isinstance(index, int):
+            grouped.setdefault(index & 0x7FFF, []).append(symbol.name)
+    return grouped
+
+
+def _version_needs(elf: Any) -> list[VersionNeed]:
+    section = next((s for s in elf.iter_sections() if isinstance(s, GNUVerNeedSection)), None)
+    if section is None:
+        return []
+    symbols = _symbols_by_version_index(elf)
+    needs = []
+    for verneed, auxiliaries in section.iter_versions():
+        for aux in auxiliaries:
+            if aux["vna_flags"] & _VER_FLG_WEAK:
+                continue
+            names = tuple(sorted(symbols.get(aux["vna_other"], ())))
+            needs.append(
+                VersionNeed(library=verneed.name or "", name=aux.name or "", symbols=names)
+            )
+    return needs
+
+
+def read_elf(path: Path) -> ElfInfo | None:
+    """The dynamic-linking facts of an executable or shared object; None for other ELF kinds.
+
+    Object files and core dumps are never loaded by the dynamic linker, so they need nothing.
+    """
+    try:
+        with path.open("rb") as stream:
+            elf = ELFFile(stream)
+            if elf.header["e_type"] not in ("ET_EXEC", "ET_DYN"):
+                return None
+            soname, needed, rpath, runpath = _dynamic_entries(elf)
+            machine = elf.header["e_machine"]
+            arch = _ARCHES.get(machine, str(machine))
+            if arch == "ppc64le" and not elf.little_endian:
+                arch = "ppc64"
+            return ElfInfo(
+                arch=arch,
+                soname=soname,
+                needed=tuple(needed),
+                rpath=tuple(rpath),
+                runpath=tuple(runpath),
+                version_needs=tuple(_version_needs(elf)),
+            )
+    except (ELFError, ValueError, KeyError) as exc:
+        raise ElfReadError(f"{path}: {exc}") from exc

@@ -1,0 +1,105 @@
+"""Holding a scanned bundle to the user's limits: `max-glibc` and `external-libs`.
+
+`max-glibc` picks the manylinux policy a target with that glibc satisfies. Its glibc
+is compared with each file's newest GLIBC need directly; the policy also caps the
+other families the target's system libraries provide (GLIBCXX and CXXABI from
+libstdc++, GCC from libgcc_s), and its allow-list decides which libraries may be
+left to the target.
+"""
+
+from __future__ import annotations
+
+from portpy_action.check.policy import (
+    ManylinuxPolicy,
+    Version,
+    format_version,
+    policy_for_glibc,
+)
+from portpy_action.check.report import GLIBC, FileNeeds, PortabilityReport, SymbolNeed
+from portpy_action.check.scan import external_libs as judge_external_libs
+from portpy_action.errors import CheckError, InputError
+from portpy_action.log import Logger
+
+EXTERNAL_LIB_ACTIONS = ("error", "warn")
+
+
+def _limit(family: str, arch: str, max_glibc: Version, policy: ManylinuxPolicy) -> Version | None:
+    return max_glibc if family == GLIBC else policy.newest_version(arch, family)
+
+
+def _too_new(
+    file: FileNeeds, max_glibc: Version, policy: ManylinuxPolicy
+) -> list[tuple[SymbolNeed, Version]]:
+    found = []
+    for need in file.newest:
+        limit = _limit(need.family, file.arch, max_glibc, policy)
+        if limit is not None and need.version > limit:
+            found.append((need, limit))
+    return found
+
+
+def version_violations(
+    report: PortabilityReport, max_glibc: tuple[int, int], policy: ManylinuxPolicy
+) -> list[str]:
+    """One line per file and symbol family newer than the target provides."""
+    lines = []
+    for file in report.files:
+        for need, limit in _too_new(file, max_glibc, policy):
+            provider = (
+                f"glibc {format_version(limit)}"
+                if need.family == GLIBC
+                else f"{policy.name} ({need.family}_{format_version(limit)})"
+            )
+            lines.append(
+                f"{file.path} (from {file.distribution}) needs {need.describe()} "
+                f"from {need.library}, newer than {provider}"
+            )
+    return lines
+
+
+def enforce_policy(
+    report: PortabilityReport,
+    *,
+    max_glibc: tuple[int, int] | None,
+    external_libs: str,
+    log: Logger,
+) -> None:
+    """Raise CheckError naming every file, distribution and symbol over the limits."""
+    if external_libs not in EXTERNAL_LIB_ACTIONS:
+        raise InputError(
+            "external-libs",
+            f"`{external_libs}` is not one of {', '.join(EXTERNAL_LIB_ACTIONS)}",
+            hint="Use `error` to fail the build or `warn` to only report them",
+        )
+    policy = policy_for_glibc(max_glibc)
+    problems: list[str] = []
+    if max_glibc is not None:
+        too_new = version_violations(report, max_glibc, policy)
+        if too_new:
+            problems.append(
+                f"{len(too_new)} need(s) newer than max-glibc {format_version(max_glibc)}:"
+            )
+            problems.extend(f"  {line}" for line in too_new)
+
+    externals = judge_external_libs(report.files, policy)
+    external_lines = [
+        f"{lib.path} (from {lib.distribution}) links {lib.library}, which is neither in "
+        f"the bundle nor on the {policy.name} allow-list"
+        for lib in externals
+    ]
+    if external_lines and external_libs == "error":
+        problems.append(f"{len(external_lines)} external librar(y/ies):")
+        problems.extend(f"  {line}" for line in external_lines)
+    else:
+        for line in external_lines:
+            log.warning(line)
+
+    if problems:
+        raise CheckError(
+            "the bundle is less portable than required:\n" + "\n".join(problems),
+            hint="Build on an older base (a manylinux image), pin a wheel built for an older "
+            "glibc, raise `max-glibc`, or set `external-libs: warn` when every target "
+            "has those libraries",
+        )
+    limit = f" (max-glibc {format_version(max_glibc)})" if max_glibc else ""
+    log.info(f"glibc baseline: {report.glibc_baseline_text}{limit}")

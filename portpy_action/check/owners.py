@@ -1,0 +1,99 @@
+"""Which installed distribution brought each file into a bundle.
+
+Installers (pip, uv) list every file they wrote in `<name>.dist-info/RECORD`, as paths
+relative to the site-packages folder holding the dist-info. Files no RECORD claims
+belong to the Python runtime when they lie inside its prefix, else to the project.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from email.parser import HeaderParser
+from pathlib import Path
+
+RUNTIME_OWNER = "python (runtime)"
+PROJECT_OWNER = "project"
+
+_DIST_INFO_RE = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)\.dist-info$")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    name: str
+    version: str
+    dist_info: Path
+    # Paths, relative to the bundle root (posix), of every file its RECORD lists.
+    files: tuple[str, ...]
+
+    @property
+    def site_packages(self) -> Path:
+        return self.dist_info.parent
+
+
+def _name_and_version(dist_info: Path) -> tuple[str, str]:
+    """From METADATA when present (it keeps the project's own spelling), else the folder name."""
+    metadata = dist_info / "METADATA"
+    if metadata.is_file():
+        headers = HeaderParser().parsestr(metadata.read_text(encoding="utf-8", errors="replace"))
+        if headers.get("Name"):
+            return str(headers["Name"]), str(headers.get("Version", ""))
+    match = _DIST_INFO_RE.match(dist_info.name)
+    if match:
+        return match["name"], match["version"]
+    return dist_info.name.removesuffix(".dist-info"), ""
+
+
+def _record_paths(dist_info: Path, root: Path) -> Iterator[str]:
+    site_packages = dist_info.parent
+    with (dist_info / "RECORD").open(newline="", encoding="utf-8", errors="replace") as stream:
+        for row in csv.reader(stream):
+            if not row or not row[0]:
+                continue
+            # normpath, not resolve(): `../../../bin/x` entries must not follow symlinks.
+            absolute = Path(os.path.normpath(site_packages / row[0]))
+            try:
+                yield absolute.relative_to(root).as_posix()
+            except ValueError:
+                continue  # a RECORD entry outside the bundle cannot own a bundle file
+
+
+def find_distributions(root: Path) -> tuple[Distribution, ...]:
+    """Every installed distribution under `root` that has a RECORD, sorted by name."""
+    found = []
+    for record in sorted(root.rglob("*.dist-info/RECORD")):
+        dist_info = record.parent
+        name, version = _name_and_version(dist_info)
+        files = tuple(_record_paths(dist_info, root))
+        found.append(Distribution(name, version, dist_info, files))
+    return tuple(sorted(found, key=lambda d: d.name.lower()))
+
+
+@dataclass(frozen=True)
+class Owners:
+    """Maps a bundle file (relative posix path) to the distribution that installed it."""
+
+    by_path: Mapping[str, str]
+    runtime_prefix: str | None
+
+    def owner(self, relative: str) -> str:
+        if relative in self.by_path:
+            return self.by_path[relative]
+        prefix = self.runtime_prefix
+        if prefix is not None and (prefix == "" or relative.startswith(prefix + "/")):
+            return RUNTIME_OWNER
+        return PROJECT_OWNER
+
+
+def map_owners(
+    root: Path, distributions: tuple[Distribution, ...], runtime_prefix: Path | None
+) -> Owners:
+    by_path = {path: dist.name for dist in distributions for path in dist.files}
+    prefix = None
+    if runtime_prefix is not None:
+        relative = runtime_prefix.relative_to(root).as_posix()
+        prefix = "" if relative == "." else relative
+    return Owners(by_path=by_path, runtime_prefix=prefix)

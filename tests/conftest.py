@@ -6,4 +6,6 @@ pytest_plugins: list[str] = [
     # one line per fixture module under tests/fixtures/, e.g. "tests.fixtures.pbs",
     "tests.fixtures.pbs",
     "tests.fixtures.fake_github",
+    "tests.fixtures.wheels",
+    "tests.fixtures.fake_actions",
 ]

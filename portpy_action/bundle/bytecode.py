@@ -23,9 +23,11 @@ def compile_command(python: Path, folders: Sequence[Path], *, strip: Path) -> li
     return [
         str(python),
         "-I",  # nothing from the user's environment or site
+        "-B",  # its own imports must not leave timestamp pycs behind
         "-m",
         "compileall",
         "-q",
+        "-f",  # timestamp pycs (shipped or left by imports) would count as up to date
         "-j",
         "0",  # one worker per core
         "--invalidation-mode",

@@ -27,13 +27,11 @@ INDEX_ENV_COUNTERPARTS: dict[str, dict[str, str]] = {
         "PIP_INDEX_URL": "UV_INDEX_URL",
         "PIP_EXTRA_INDEX_URL": "UV_EXTRA_INDEX_URL",
         "PIP_FIND_LINKS": "UV_FIND_LINKS",
-        "PIP_NO_INDEX": "UV_NO_INDEX",
     },
     "pip": {
         "UV_INDEX_URL": "PIP_INDEX_URL",
         "UV_EXTRA_INDEX_URL": "PIP_EXTRA_INDEX_URL",
         "UV_FIND_LINKS": "PIP_FIND_LINKS",
-        "UV_NO_INDEX": "PIP_NO_INDEX",
     },
 }
 

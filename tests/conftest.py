@@ -7,5 +7,6 @@ pytest_plugins: list[str] = [
     "tests.fixtures.pbs",
     "tests.fixtures.fake_github",
     "tests.fixtures.wheels",
+    "tests.fixtures.wheels",
     "tests.fixtures.fake_actions",
 ]

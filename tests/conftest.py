@@ -7,6 +7,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.pbs",
     "tests.fixtures.fake_github",
     "tests.fixtures.wheels",
-    "tests.fixtures.wheels",
     "tests.fixtures.fake_actions",
 ]

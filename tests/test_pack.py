@@ -1,0 +1,146 @@
+"""Deterministic archives: same tree, same bytes; links, modes and checksums kept."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from portpy_action.errors import BundleError, PortpyError
+from portpy_action.pack import DEFAULT_MTIME, archive_mtime, pack
+from portpy_action.spec import FORMATS
+
+TAR_FLAGS = {"tar.gz": "-z", "tar.xz": "-J", "tar.zst": "--zstd"}
+
+
+def make_tree(root: Path, *, reverse: bool = False, mtime: int = 1_700_000_000) -> Path:
+    """A small bundle-like tree; `reverse` creates it in the opposite order."""
+    files = {
+        "demo/python/bin/python3.12": ("#!/bin/sh\necho python\n", 0o700),
+        "demo/python/lib/data.txt": ("data " * 1000, 0o600),
+        "demo/app/main.py": ("print('hi')\n", 0o664),
+        "demo/app/ünïcode name.txt": ("x", 0o644),
+        "demo/run": ("#!/bin/sh\n", 0o775),
+    }
+    items = sorted(files.items(), reverse=reverse)
+    for relative, (text, mode) in items:
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(mode)
+    (root / "demo/python/bin/python3").symlink_to("python3.12")
+    (root / "demo/python/empty").mkdir()
+    for path in [*root.rglob("*"), root]:
+        os.utime(path, (mtime, mtime), follow_symlinks=False)
+    return root / "demo"
+
+
+def tar_members(path: Path) -> list[tarfile.TarInfo]:
+    """The members of any of the tar formats (tarfile itself cannot read zstd)."""
+    with path.open("rb") as raw:
+        if path.name.endswith(".zst"):
+            stream = zstandard.ZstdDecompressor().stream_reader(raw)
+            with tarfile.open(fileobj=stream, mode="r|") as archive:
+                return list(archive)
+        with tarfile.open(fileobj=raw) as archive:
+            return archive.getmembers()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_same_tree_gives_the_same_bytes(tmp_path: Path, fmt: str) -> None:
+    first = pack(make_tree(tmp_path / "a"), tmp_path / f"one.{fmt}", format=fmt)
+    # Other creation order, mtimes, owner and umask-ish modes: none may show.
+    other = make_tree(tmp_path / "b", reverse=True, mtime=1_600_000_000)
+    os.chown(other / "app/main.py", 1234, 5678)
+    (other / "app/main.py").chmod(0o644)
+    second = pack(other, tmp_path / f"two.{fmt}", format=fmt)
+    assert first.path.read_bytes() == second.path.read_bytes()
+    assert first.sha256 == second.sha256
+    assert first.size == first.path.stat().st_size
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_sha256sum_accepts_the_checksum_file(tmp_path: Path, fmt: str) -> None:
+    packed = pack(make_tree(tmp_path / "t"), tmp_path / f"demo.{fmt}", format=fmt)
+    assert packed.sha256_file == tmp_path / f"demo.{fmt}.sha256"
+    assert packed.sha256_file.read_text() == f"{packed.sha256}  demo.{fmt}\n"
+    check = subprocess.run(
+        ["sha256sum", "-c", packed.sha256_file.name], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo." + fmt, f"demo.{fmt}.sha256", "t"]
+
+
+@pytest.mark.parametrize("fmt", ["tar.gz", "tar.xz", "tar.zst"])
+def test_tar_entries_are_normalized_and_keep_links_and_exec_bits(tmp_path: Path, fmt: str) -> None:
+    packed = pack(make_tree(tmp_path / "t"), tmp_path / f"demo.{fmt}", format=fmt, mtime=1234567890)
+    listing = subprocess.run(
+        ["tar", "--numeric-owner", "-tv", TAR_FLAGS[fmt], "-f", str(packed.path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    extracted = tmp_path / "x"
+    extracted.mkdir()
+    subprocess.run(
+        ["tar", "-x", TAR_FLAGS[fmt], "-f", str(packed.path), "-C", str(extracted)], check=True
+    )
+    root = extracted / "demo"
+    assert os.readlink(root / "python/bin/python3") == "python3.12"
+    assert stat.S_IMODE((root / "python/bin/python3.12").stat().st_mode) == 0o755
+    assert stat.S_IMODE((root / "python/lib/data.txt").stat().st_mode) == 0o644
+    assert (root / "python/empty").is_dir()
+    assert (root / "app/ünïcode name.txt").read_text() == "x"
+    assert (root / "python/lib/data.txt").stat().st_mtime == 1234567890
+
+    members = tar_members(packed.path)
+    names = [m.name for m in members]
+    assert names[0] == "demo"
+    assert names == sorted(names, key=lambda n: n.split("/"))
+    assert {(m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, "", "")}
+    assert "0/0" in listing
+
+
+def test_the_gzip_header_has_no_name_and_no_time(tmp_path: Path) -> None:
+    packed = pack(make_tree(tmp_path / "t"), tmp_path / "demo.tar.gz", format="tar.gz")
+    header = packed.path.read_bytes()[:10]
+    assert header[:3] == b"\x1f\x8b\x08"
+    assert header[3] & 0x08 == 0  # FNAME flag
+    assert header[4:8] == b"\0\0\0\0"  # MTIME
+
+
+def test_zip_keeps_symlinks_and_exec_bits(tmp_path: Path) -> None:
+    packed = pack(make_tree(tmp_path / "t"), tmp_path / "demo.zip", format="zip")
+    with zipfile.ZipFile(packed.path) as archive:
+        infos = {i.filename: i for i in archive.infolist()}
+        link = infos["demo/python/bin/python3"]
+        assert stat.S_ISLNK(link.external_attr >> 16)
+        assert archive.read(link) == b"python3.12"
+        assert stat.S_IMODE(infos["demo/run"].external_attr >> 16) == 0o755
+        assert stat.S_IMODE(infos["demo/app/main.py"].external_attr >> 16) == 0o644
+        assert {i.date_time for i in infos.values()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_source_date_epoch_sets_the_mtime() -> None:
+    assert archive_mtime({}) == DEFAULT_MTIME
+    assert archive_mtime({"SOURCE_DATE_EPOCH": "1700000000"}) == 1700000000
+    with pytest.raises(PortpyError, match="SOURCE_DATE_EPOCH"):
+        archive_mtime({"SOURCE_DATE_EPOCH": "yesterday"})
+
+
+def test_a_failed_pack_leaves_nothing_behind(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "t")
+    (tree / "app/escape").symlink_to("../../../etc")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "demo.tar.gz").write_bytes(b"the previous archive")
+    with pytest.raises(BundleError, match="app/escape"):
+        pack(tree, out / "demo.tar.gz", format="tar.gz")
+    assert sorted(p.name for p in out.iterdir()) == ["demo.tar.gz"]
+    assert (out / "demo.tar.gz").read_bytes() == b"the previous archive"

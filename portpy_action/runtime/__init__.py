@@ -1,0 +1,174 @@
+"""The runtime stage: a verified, relocatable python-build-standalone interpreter on disk.
+
+`resolve_release` answers "which asset, which checksum" without downloading
+(`mode: check`); `fetch_runtime` also downloads (or takes `python-archive`),
+verifies, unpacks safely and fixes sysconfig, and returns where it all went.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+
+from portpy_action.errors import InputError, RuntimeFetchError
+from portpy_action.log import Logger
+from portpy_action.runtime import releases
+from portpy_action.runtime.download import cached_download, sha256_file
+from portpy_action.runtime.http import (
+    DEFAULT_RETRY,
+    RetryPolicy,
+    Sleep,
+    make_client,
+    with_token_guard,
+)
+from portpy_action.runtime.releases import AssetName, Release
+from portpy_action.runtime.sysconfig import fix_sysconfig
+from portpy_action.runtime.unpack import safe_extract
+from portpy_action.spec import RuntimeRequest
+
+__all__ = ["Release", "Runtime", "fetch_runtime", "resolve_release"]
+
+UNKNOWN_TAG = "unknown"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    root: Path  # dest/python
+    python: Path  # root/bin/python3
+    release: Release
+
+
+@contextmanager
+def _guarded(request: RuntimeRequest, client: httpx.Client | None) -> Iterator[httpx.Client]:
+    """The caller's client or a new one; either way the token reaches only the API origin."""
+    if client is not None:
+        yield with_token_guard(client, request.token, request.api_url)
+        return
+    with make_client(request.token, request.api_url) as own:
+        yield own
+
+
+def resolve_release(
+    request: RuntimeRequest,
+    *,
+    log: Logger,
+    client: httpx.Client | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    sleep: Sleep = time.sleep,
+) -> Release:
+    """Which asset (and sha256) the request means; downloads no runtime."""
+    if request.token:
+        log.mask(request.token)
+    if request.archive is not None:
+        return _archive_release(request, log)
+    with _guarded(request, client) as guarded:
+        return releases.resolve_release(request, client=guarded, log=log, retry=retry, sleep=sleep)
+
+
+def fetch_runtime(
+    request: RuntimeRequest,
+    dest: Path,
+    *,
+    log: Logger,
+    client: httpx.Client | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    sleep: Sleep = time.sleep,
+) -> Runtime:
+    """Resolve, download (or take `python-archive`), verify, unpack to `dest/python`, fix."""
+    if request.token:
+        log.mask(request.token)
+    if request.archive is not None:
+        release = _archive_release(request, log, probe=False)
+        archive = request.archive
+    else:
+        with _guarded(request, client) as guarded:
+            release = releases.resolve_release(
+                request, client=guarded, log=log, retry=retry, sleep=sleep
+            )
+            log.info(f"python-build-standalone {release.tag}: {release.asset_name}")
+            archive = cached_download(
+                release, request.cache_dir, client=guarded, log=log, retry=retry, sleep=sleep
+            )
+
+    root = safe_extract(archive, dest)
+    python = root / "bin" / "python3"
+    if not python.exists():
+        raise RuntimeFetchError(
+            f"{archive.name} has no python/bin/python3",
+            hint="Use a python-build-standalone install_only archive",
+        )
+    fixed = fix_sysconfig(root)
+    if fixed:
+        log.info(f"fixed build-time paths and compilers in {len(fixed)} sysconfig files")
+    if not release.version:
+        release = _probed(release, python)
+    log.info(f"CPython {release.version} is at {python}")
+    return Runtime(root=root, python=python, release=release)
+
+
+# ----------------------------------------------------------------------------
+# python-archive: fully offline
+
+
+def _archive_release(request: RuntimeRequest, log: Logger, *, probe: bool = True) -> Release:
+    archive = request.archive
+    assert archive is not None
+    actual = sha256_file(archive)
+    if request.archive_sha256 is None:
+        log.warning(f"python-archive {archive.name} is used without `python-sha256`")
+    elif actual != request.archive_sha256:
+        raise InputError(
+            "python-sha256",
+            f"{archive.name} has sha256 {actual}, not {request.archive_sha256}",
+            hint="Check that python-archive is the file you meant, and its checksum",
+        )
+    parsed = AssetName.parse(archive.name)
+    release = Release(
+        version=parsed.version if parsed else "",
+        tag=parsed.tag if parsed else UNKNOWN_TAG,
+        target=parsed.target if parsed else request.target,
+        flavor=parsed.flavor if parsed else "",
+        asset_name=archive.name,
+        url=archive.as_uri(),
+        sha256=actual,
+        freethreaded=parsed.freethreaded if parsed else request.python_version.freethreaded,
+    )
+    if parsed and not request.python_version.matches(parsed.version):
+        log.warning(
+            f"python-archive holds CPython {parsed.display_version}, not the "
+            f"`{request.python_version}` python-version asks for; using the archive"
+        )
+    if parsed or not probe:
+        return release
+    with tempfile.TemporaryDirectory(prefix="portpy-probe-") as scratch:
+        root = safe_extract(archive, Path(scratch))
+        return _probed(release, root / "bin" / "python3")
+
+
+_PROBE = (
+    "import json, sys, sysconfig;"
+    "print(json.dumps({'version': '%d.%d.%d' % sys.version_info[:3],"
+    " 'freethreaded': bool(sysconfig.get_config_var('Py_GIL_DISABLED'))}))"
+)
+
+
+def _probed(release: Release, python: Path) -> Release:
+    """Fill in what an archive's name did not say by asking its interpreter."""
+    done = subprocess.run(
+        [str(python), "-I", "-c", _PROBE], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeFetchError(
+            f"the interpreter in {release.asset_name} does not run: {done.stderr.strip()[-500:]}",
+            hint="python-archive must be a python-build-standalone install_only archive for this machine",
+        )
+    facts = json.loads(done.stdout)
+    return replace(release, version=facts["version"], freethreaded=facts["freethreaded"])

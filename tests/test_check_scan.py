@@ -184,7 +184,7 @@ def test_max_glibc_2_40_passes_and_warns_about_external_libs(report: Portability
 
 
 def test_external_libs_are_named_with_their_distribution(report: PortabilityReport) -> None:
-    found = {(lib.library, lib.path, lib.distribution) for lib in report.external_libs}
+    found = {(lib.soname, lib.path, lib.distribution) for lib in report.external_libs}
     assert found == {
         ("libcrypt.so.1", PWHASH, "pwhash"),
         ("libhidden.so.1", LOST, "lost"),
@@ -203,7 +203,7 @@ def test_external_libs_fail_the_check_by_default(report: PortabilityReport) -> N
 def test_libz_is_left_to_the_target_like_manylinux_does(report: PortabilityReport) -> None:
     zipper = next(f for f in report.files if f.path == ZIPPER)
     assert "libz.so.1" in zipper.unresolved
-    assert all(lib.library != "libz.so.1" for lib in report.external_libs)
+    assert all(lib.soname != "libz.so.1" for lib in report.external_libs)
 
 
 def test_grafted_libraries_count_as_inside_with_their_versions(report: PortabilityReport) -> None:
@@ -218,7 +218,7 @@ def test_report_is_json_for_the_manifest(report: PortabilityReport) -> None:
     data = json.loads(json.dumps(report.to_dict()))
     assert data["glibc_baseline"] == report.glibc_baseline_text
     assert data["baselines"]["GLIBC"]["version"] == report.glibc_baseline_text
-    assert {lib["library"] for lib in data["external_libs"]} == {"libcrypt.so.1", "libhidden.so.1"}
+    assert {lib["soname"] for lib in data["external_libs"]} == {"libcrypt.so.1", "libhidden.so.1"}
     files = {entry["path"]: entry for entry in data["files"]}
     assert files[FASTRAND]["needs"]["GLIBC"]["symbol"] == "getrandom"
     assert files[FASTRAND]["distribution"] == "fastrand"

@@ -9,13 +9,19 @@ from portpy_action.check.report import (
     format_report_table,
 )
 from portpy_action.check.scan import scan_bundle
+from portpy_action.check.smoke import SmokeResult, smoke_test
+from portpy_action.check.verify import VerifyResult, verify_archive
 
 __all__ = [
     "ExternalLib",
     "FileNeeds",
     "PortabilityReport",
+    "SmokeResult",
     "SymbolNeed",
+    "VerifyResult",
     "enforce_policy",
     "format_report_table",
     "scan_bundle",
+    "smoke_test",
+    "verify_archive",
 ]

@@ -83,7 +83,7 @@ def enforce_policy(
 
     externals = judge_external_libs(report.files, policy)
     external_lines = [
-        f"{lib.path} (from {lib.distribution}) links {lib.library}, which is neither in "
+        f"{lib.path} (from {lib.distribution}) links {lib.soname}, which is neither in "
         f"the bundle nor on the {policy.name} allow-list"
         for lib in externals
     ]

@@ -26,7 +26,9 @@ class Distribution:
     name: str
     version: str
     dist_info: Path
-    # Paths, relative to the bundle root (posix), of every file its RECORD lists.
+    # Every RECORD path as written: relative to site-packages, posix.
+    entries: tuple[str, ...]
+    # The same files relative to the scanned root; entries outside it are left out.
     files: tuple[str, ...]
 
     @property
@@ -47,18 +49,17 @@ def _name_and_version(dist_info: Path) -> tuple[str, str]:
     return dist_info.name.removesuffix(".dist-info"), ""
 
 
-def _record_paths(dist_info: Path, root: Path) -> Iterator[str]:
-    site_packages = dist_info.parent
+def _record_entries(dist_info: Path) -> list[str]:
     with (dist_info / "RECORD").open(newline="", encoding="utf-8", errors="replace") as stream:
-        for row in csv.reader(stream):
-            if not row or not row[0]:
-                continue
-            # normpath, not resolve(): `../../../bin/x` entries must not follow symlinks.
-            absolute = Path(os.path.normpath(site_packages / row[0]))
-            try:
-                yield absolute.relative_to(root).as_posix()
-            except ValueError:
-                continue  # a RECORD entry outside the bundle cannot own a bundle file
+        return [os.path.normpath(row[0]) for row in csv.reader(stream) if row and row[0]]
+
+
+def _relative_to_root(entries: list[str], site_packages: Path, root: Path) -> Iterator[str]:
+    for entry in entries:
+        # normpath, not resolve(): `../../../bin/x` entries must not follow symlinks.
+        absolute = Path(os.path.normpath(site_packages / entry))
+        if absolute.is_relative_to(root):
+            yield absolute.relative_to(root).as_posix()
 
 
 def find_distributions(root: Path) -> tuple[Distribution, ...]:
@@ -67,8 +68,9 @@ def find_distributions(root: Path) -> tuple[Distribution, ...]:
     for record in sorted(root.rglob("*.dist-info/RECORD")):
         dist_info = record.parent
         name, version = _name_and_version(dist_info)
-        files = tuple(_record_paths(dist_info, root))
-        found.append(Distribution(name, version, dist_info, files))
+        entries = _record_entries(dist_info)
+        files = tuple(_relative_to_root(entries, dist_info.parent, root))
+        found.append(Distribution(name, version, dist_info, tuple(entries), files))
     return tuple(sorted(found, key=lambda d: d.name.lower()))
 
 

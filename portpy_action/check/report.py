@@ -70,12 +70,12 @@ class FileNeeds:
 class ExternalLib:
     """A library a file links that is neither inside the bundle nor on the allow-list."""
 
-    library: str
+    soname: str
     path: str
     distribution: str
 
     def to_dict(self) -> dict[str, str]:
-        return {"library": self.library, "path": self.path, "distribution": self.distribution}
+        return {"soname": self.soname, "path": self.path, "distribution": self.distribution}
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def format_report_table(report: PortabilityReport) -> str:
     if report.external_libs:
         lines.append(f"external libraries (not on the {report.policy} allow-list):")
         lines.extend(
-            f"  {lib.library}  needed by {lib.path} ({lib.distribution})"
+            f"  {lib.soname}  needed by {lib.path} ({lib.distribution})"
             for lib in report.external_libs
         )
     else:

@@ -103,7 +103,7 @@ def file_needs(
 def external_libs(files: tuple[FileNeeds, ...], policy: ManylinuxPolicy) -> tuple[ExternalLib, ...]:
     """Libraries that come from neither the bundle nor `policy`'s allow-list."""
     return tuple(
-        ExternalLib(library=lib, path=file.path, distribution=file.distribution)
+        ExternalLib(soname=lib, path=file.path, distribution=file.distribution)
         for file in files
         for lib in file.unresolved
         if not policy.allows_library(lib)

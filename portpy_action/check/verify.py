@@ -1,0 +1,85 @@
+"""`portpy verify ARCHIVE`: the whole portability proof for any bundle archive.
+
+Unpack once, scan the unpacked bundle, hold it to the limits, then run it from
+there. Works for this tool's bundles, raw pbs tarballs and hand-made archives
+alike: all it needs is one Python runtime somewhere near the top.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from portpy_action.check.enforce import enforce_policy
+from portpy_action.check.layout import find_layout
+from portpy_action.check.report import PortabilityReport
+from portpy_action.check.scan import scan_bundle
+from portpy_action.check.smoke import SmokeResult, run_smoke
+from portpy_action.check.unpack import unpack_archive
+from portpy_action.log import Logger
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    archive: Path
+    bundle: str  # the bundle's folder inside the archive ("." when it is the top)
+    prefix: str  # the runtime's prefix inside the archive
+    report: PortabilityReport
+    smoke: SmokeResult | None  # None when the smoke test was turned off
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "archive": self.archive.name,
+            "bundle": self.bundle,
+            "prefix": self.prefix,
+            "portability": self.report.to_dict(),
+            "smoke": self.smoke.to_dict() if self.smoke else None,
+        }
+
+
+def verify_archive(
+    archive: Path,
+    *,
+    max_glibc: tuple[int, int] | None,
+    external_libs: str,
+    skip_imports: Sequence[str] = (),
+    log: Logger,
+    smoke: bool = True,
+    hide: Sequence[Path] = (),
+) -> VerifyResult:
+    """Scan, judge and (unless `smoke` is False) run `archive`; raise CheckError on failure."""
+    with tempfile.TemporaryDirectory(prefix="portpy-verify-") as temp:
+        workdir = Path(temp)
+        unpacked = workdir / "unpacked"
+        unpacked.mkdir()
+        with log.stage("unpack", f"Unpack {archive.name}"):
+            unpack_archive(archive, unpacked)
+            layout = find_layout(unpacked, source=f"`{archive.name}`")
+            log.info(f"  runtime: {layout.prefix.relative_to(unpacked).as_posix()}")
+        with log.stage("scan", "Measure the glibc baseline and external libraries"):
+            report = scan_bundle(layout.root)
+            log.info(
+                f"  {len(report.files)} ELF files, glibc baseline {report.glibc_baseline_text}"
+            )
+            enforce_policy(report, max_glibc=max_glibc, external_libs=external_libs, log=log)
+        result: SmokeResult | None = None
+        if smoke:
+            with log.stage("smoke", "Run the bundle from a moved copy"):
+                result = run_smoke(
+                    layout,
+                    unpacked=unpacked,
+                    workdir=workdir,
+                    skip_imports=skip_imports,
+                    log=log,
+                    hide=hide,
+                )
+        return VerifyResult(
+            archive=archive,
+            bundle=layout.root.relative_to(unpacked).as_posix(),
+            prefix=layout.prefix.relative_to(unpacked).as_posix(),
+            report=report,
+            smoke=result,
+        )

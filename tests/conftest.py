@@ -5,7 +5,9 @@ from __future__ import annotations
 pytest_plugins: list[str] = [
     # one line per fixture module under tests/fixtures/, e.g. "tests.fixtures.pbs",
     "tests.fixtures.pbs",
+    "tests.fixtures.native",
     "tests.fixtures.fake_github",
     "tests.fixtures.wheels",
     "tests.fixtures.fake_actions",
+    "tests.fixtures.container",
 ]

@@ -1,0 +1,112 @@
+"""`verify_archive` on archives this tool did not make: the seed's hand-made tarball, raw pbs."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from portpy_action.check import format_report_table, scan_bundle, verify_archive
+from portpy_action.check.elf import is_elf
+from portpy_action.errors import CheckError
+from portpy_action.log import Logger
+from tests.fixtures.native import InstalledBundle, glibc_versions
+from tests.fixtures.pbs import cached_runtime_tree, pack_tree
+
+
+def _log() -> Logger:
+    return Logger(io.StringIO(), github=False, tty=False)
+
+
+@pytest.fixture(scope="module")
+def seed_layout(
+    installed_bundle: InstalledBundle, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The article's folders: `python-portable/` (pbs unpacked into it, packages added
+    with its pip) beside the app folder `demo-fastapi/`."""
+    top = tmp_path_factory.mktemp("seed")
+    shutil.copytree(
+        installed_bundle.root / "python", top / "python-portable" / "python", symlinks=True
+    )
+    (top / "demo-fastapi" / "app").mkdir(parents=True)
+    (top / "demo-fastapi" / "app" / "main.py").write_text("print('hello')\n")
+    return top
+
+
+@pytest.fixture(scope="module")
+def seed_archive(seed_layout: Path) -> Path:
+    archive = seed_layout.parent / "portable-python-fastapi-demo.tar.gz"
+    subprocess.run(
+        ["tar", "-czf", str(archive), "python-portable", "demo-fastapi"],
+        cwd=seed_layout,
+        check=True,
+    )
+    return archive
+
+
+def test_seed_tarball_reports_the_same_baseline_as_its_folder(
+    seed_archive: Path, seed_layout: Path
+) -> None:
+    result = verify_archive(seed_archive, max_glibc=None, external_libs="error", log=_log())
+    folder = scan_bundle(seed_layout)
+    assert result.report.glibc_baseline is not None
+    assert result.report.glibc_baseline == folder.glibc_baseline
+    assert {f.path for f in result.report.files} == {f.path for f in folder.files}
+    assert (result.bundle, result.prefix) == (".", "python-portable/python")
+    assert result.smoke is not None and "fastrand" in result.smoke.imported
+    fastrand = next(f for f in result.report.files if f.distribution == "fastrand")
+    assert fastrand.path.startswith("python-portable/python/lib/python3.12/site-packages/fastrand")
+
+
+def test_seed_tarball_over_manylinux2014_names_the_extension(seed_archive: Path) -> None:
+    with pytest.raises(CheckError) as raised:
+        verify_archive(seed_archive, max_glibc=(2, 17), external_libs="error", log=_log())
+    line = next(line for line in str(raised.value).splitlines() if "(from fastrand)" in line)
+    assert "getrandom@GLIBC_2." in line
+
+
+def test_raw_runtime_baseline_matches_readelf(tmp_path: Path) -> None:
+    runtime = cached_runtime_tree("3.12", stripped=True)
+    archive = tmp_path / "cpython-3.12-install_only.tar.gz"
+    pack_tree(runtime, archive)
+    result = verify_archive(archive, max_glibc=None, external_libs="error", log=_log())
+
+    expected = {}
+    for path in sorted(runtime.rglob("*")):
+        if is_elf(path) and (found := glibc_versions(path)):
+            expected[path.relative_to(runtime).as_posix()] = max(found)
+    measured = {f.path: f.glibc for f in result.report.files if f.glibc}
+    assert measured == expected
+    assert result.report.glibc_baseline == max(expected.values())
+    assert {f.distribution for f in result.report.files} == {"python (runtime)"}
+    assert result.report.external_libs == (), "the fixture vendors every non-glibc library"
+    assert result.prefix == "python"
+    table = format_report_table(result.report)
+    assert f"glibc baseline: {result.report.glibc_baseline_text}" in table
+
+
+def test_smoke_can_be_turned_off(seed_archive: Path) -> None:
+    result = verify_archive(
+        seed_archive, max_glibc=(2, 40), external_libs="error", log=_log(), smoke=False
+    )
+    assert result.smoke is None
+    assert result.to_dict()["portability"]["glibc_baseline"] == result.report.glibc_baseline_text
+
+
+def test_archive_without_a_runtime_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "main.py").write_text("")
+    archive = tmp_path / "app.tar.gz"
+    subprocess.run(["tar", "-czf", str(archive), "app"], cwd=tmp_path, check=True)
+    with pytest.raises(CheckError, match=r"`app\.tar\.gz` holds no Python runtime"):
+        verify_archive(archive, max_glibc=None, external_libs="error", log=_log())
+
+
+def test_unknown_file_type_is_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "bundle.rar"
+    archive.write_bytes(b"Rar!")
+    with pytest.raises(CheckError, match=r"\.tar\.gz, \.tar\.zst, \.tar\.xz or \.zip"):
+        verify_archive(archive, max_glibc=None, external_libs="error", log=_log())

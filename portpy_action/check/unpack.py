@@ -78,6 +78,9 @@ def _extract_tar(tar: tarfile.TarFile, dest: Path) -> None:
     tar.extractall(dest, filter="data")
 
 
+_ZIP_UNIX = 3
+
+
 def _safe_zip_name(name: str, archive: Path) -> PurePosixPath:
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts:
@@ -90,7 +93,8 @@ def _extract_zip(archive: Path, dest: Path) -> None:
         for info in zipped.infolist():
             relative = _safe_zip_name(info.filename, archive)
             target = dest / relative
-            mode = info.external_attr >> 16
+            # The high attribute bits hold a Unix mode only when a Unix tool made the entry.
+            mode = info.external_attr >> 16 if info.create_system == _ZIP_UNIX else 0
             if info.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
                 continue
@@ -107,7 +111,7 @@ def _extract_zip(archive: Path, dest: Path) -> None:
                 continue
             with zipped.open(info) as src, target.open("wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
-            # Keep the executable bits; archives made without Unix attributes get 0644.
+            # Keep the executable bits; entries without a Unix mode get 0644.
             permissions = (stat.S_IMODE(mode) & 0o755) | 0o600 if mode else 0o644
             target.chmod(permissions)
 

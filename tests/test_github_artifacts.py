@@ -192,16 +192,33 @@ def test_finalize_is_retried_then_reported(fake_job: FakeGitHubJob, tmp_path: Pa
     assert "never" not in [a.name for a in fake_job.results.finalized()]
 
 
+def test_a_second_upload_of_a_name_replaces_the_first(
+    fake_job: FakeGitHubJob, tmp_path: Path
+) -> None:
+    context = _context(fake_job)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = _archive(tmp_path / "a", 10, name="same.tar.gz")
+    second = _archive(tmp_path / "b", 20, name="same.tar.gz")
+    upload_artifact(first, name="same", context=context, log=_logger()[0], retry=FAST)
+    log, stream = _logger()
+    replaced = upload_artifact(second, name="same", context=context, log=log, retry=FAST)
+
+    [stored] = fake_job.results.finalized()
+    assert (stored.id, fake_job.results.content(stored)) == (replaced.id, second.read_bytes())
+    assert "::warning::Replacing the workflow artifact `same`" in stream.getvalue()
+
+
 def test_a_refused_call_is_not_retried(fake_job: FakeGitHubJob, tmp_path: Path) -> None:
     archive = _archive(tmp_path, 10)
-    context = _context(fake_job)
-    upload_artifact(archive, name="twice", context=context, log=_logger()[0], retry=FAST)
     with pytest.raises(
-        ArtifactError, match=r"CreateArtifact was refused: HTTP 409 an artifact named twice exists"
+        ArtifactError, match=r"CreateArtifact was refused: HTTP 400 invalid artifact name"
     ):
-        upload_artifact(archive, name="twice", context=context, log=_logger()[0], retry=FAST)
+        upload_artifact(
+            archive, name="a/b", context=_context(fake_job), log=_logger()[0], retry=FAST
+        )
     creates = [r for r in fake_job.results.server.requests if r.path.endswith("/CreateArtifact")]
-    assert len(creates) == 2
+    assert len(creates) == 1
 
 
 def test_no_runtime_token_means_no_context() -> None:

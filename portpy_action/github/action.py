@@ -13,7 +13,6 @@ import sys
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from portpy_action.errors import InputError, PortpyError
 from portpy_action.github.artifacts import RunContext, UploadedArtifact, upload_artifact
@@ -135,7 +134,7 @@ def build_and_publish(
         "python-version": result.release.version,
         "python-build-tag": result.release.tag,
         "target": result.release.target,
-        "glibc-baseline": _glibc(result.glibc_baseline),
+        "glibc-baseline": result.glibc_baseline or "",
         "manifest-path": _in_workspace(result.manifest_path, workspace),
         "artifact-id": str(artifact.id) if artifact else "",
         "artifact-url": artifact.url if artifact else "",
@@ -149,8 +148,8 @@ def build_and_publish(
         size=result.size,
         sha256=result.sha256,
         glibc_baseline=outputs["glibc-baseline"],
-        external_libs=tuple(str(lib) for lib in result.external_libs),
-        distributions=_distributions(result.distributions),
+        external_libs=result.external_libs,
+        distributions=tuple((dist.name, dist.version) for dist in result.distributions),
         timings=dict(result.timings),
         artifact_url=outputs["artifact-url"],
         release_asset_url=release_asset_url,
@@ -216,22 +215,3 @@ def _in_workspace(path: Path, workspace: Path) -> str:
     """Workspace-relative, as later steps (on the host, outside the container) need it."""
     path = path.resolve()
     return str(path.relative_to(workspace)) if path.is_relative_to(workspace) else str(path)
-
-
-def _glibc(baseline: Any) -> str:
-    if not baseline:
-        return ""
-    if isinstance(baseline, tuple):
-        return ".".join(str(part) for part in baseline)
-    return str(baseline)
-
-
-def _distributions(distributions: Any) -> tuple[tuple[str, str], ...]:
-    items = distributions.items() if isinstance(distributions, Mapping) else distributions
-    pairs = []
-    for item in items:
-        if isinstance(item, tuple):
-            pairs.append((str(item[0]), str(item[1])))
-        else:
-            pairs.append((str(item.name), str(item.version)))
-    return tuple(sorted(pairs, key=lambda pair: pair[0].lower()))

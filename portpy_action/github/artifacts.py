@@ -53,6 +53,8 @@ DEFAULT_MIME_TYPE = "application/octet-stream"
 class ArtifactError(PortpyError):
     """The results service or blob storage refused the artifact."""
 
+    status: int | None = None  # the HTTP status of a refusal
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -259,9 +261,11 @@ class ResultsService:
             self.http, request, what=method, retry=self.retry, log=self.log
         )
         if not response.is_success:
-            raise ArtifactError(
+            refused = ArtifactError(
                 f"{method} was refused: HTTP {response.status_code} {_message(response)}".rstrip()
             )
+            refused.status = response.status_code
+            raise refused
         try:
             reply = response.json()
         except ValueError:
@@ -367,7 +371,16 @@ def upload_artifact(
                     f"retention-days {retention_days} is over the repository's limit; using {days}"
                 )
             create["expires_at"] = expires_at(days, now or datetime.now(timezone.utc))
-        created = service.call("CreateArtifact", create)
+        try:
+            created = service.call("CreateArtifact", create)
+        except ArtifactError as exc:
+            if exc.status != 409:
+                raise
+            # This run already has an artifact of that name (the action ran twice in
+            # one job): replace it, as release assets are replaced.
+            log.warning(f"Replacing the workflow artifact `{name}` this run already has")
+            service.call("DeleteArtifact", job | {"name": name})
+            created = service.call("CreateArtifact", create)
         signed_url = _field(created, "signed_upload_url")
         if not _field(created, "ok") or not isinstance(signed_url, str) or not signed_url:
             raise ArtifactError(f"CreateArtifact did not accept the artifact `{name}`")

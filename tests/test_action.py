@@ -284,6 +284,19 @@ def test_a_bad_input_is_one_annotation_naming_it(
         )
 
 
+def test_a_bad_requirements_line_is_annotated_where_it_is(world: World) -> None:
+    requirements = world.workspace / "requirements.txt"
+    requirements.write_text("# pinned\nrich==13.7.1\n-e ../somewhere\n")
+    try:
+        run = world.run(build_inputs(world) | {"requirements": "requirements.txt"})
+    finally:
+        requirements.unlink()
+    assert run.returncode == 1
+    [annotation] = [line for line in run.stdout.splitlines() if line.startswith("::error")]
+    assert annotation.startswith("::error file=requirements.txt,line=3::input `requirements`: ")
+    assert "editable install" in annotation
+
+
 def test_a_local_run_builds_without_an_artifact(world: World, tmp_path: Path) -> None:
     inputs = build_inputs(world) | {"attach-to-release": "", "output-dir": "local"}
     run = world.run(inputs, env={"ACTIONS_RUNTIME_TOKEN": "", "ACTIONS_RESULTS_URL": ""})

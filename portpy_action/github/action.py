@@ -46,7 +46,7 @@ def main() -> int:
     try:
         run(os.environ, log)
     except PortpyError as exc:
-        log.error(str(exc), file=exc.file, line=exc.line)
+        log.error(str(exc), file=_annotation_path(exc.file, _workspace(os.environ)), line=exc.line)
         return 1
     except (
         Exception
@@ -60,7 +60,7 @@ def main() -> int:
 def run(env: Mapping[str, str], log: Logger) -> None:
     for variable in unexpected_inputs(env):
         log.warning(f"`{variable}` is set but names no input of this action; it is ignored")
-    workspace = Path(env.get("GITHUB_WORKSPACE") or Path.cwd()).resolve()
+    workspace = _workspace(env)
     spec = BuildSpec.from_inputs(read_inputs(), workspace=workspace, env=env)
     if spec.github_token:
         log.mask(spec.github_token)
@@ -123,7 +123,7 @@ def build_and_publish(
         artifact = _upload_artifact(spec, result.archive, env, log)
         assets = _attach_to_release(spec, [result.archive, result.sha256_file], env, log)
     finally:
-        hand_to_owner([spec.output_dir], workspace)
+        hand_to_owner([spec.output_dir, spec.runtime.cache_dir], workspace)
 
     release_asset_url = next((a.url for a in assets if a.name == result.archive.name), "")
     outputs = {
@@ -209,6 +209,17 @@ def _repository(env: Mapping[str, str]) -> str:
             hint="Run it in a GitHub Actions job, or set GITHUB_REPOSITORY",
         )
     return repository
+
+
+def _workspace(env: Mapping[str, str]) -> Path:
+    return Path(env.get("GITHUB_WORKSPACE") or Path.cwd()).resolve()
+
+
+def _annotation_path(file: str | None, workspace: Path) -> str | None:
+    """GitHub places annotations by repository-relative path; the container's path means nothing."""
+    if file is None:
+        return None
+    return _in_workspace(Path(file), workspace)
 
 
 def _in_workspace(path: Path, workspace: Path) -> str:

@@ -19,7 +19,9 @@ def section(marker: str) -> str:
     return match.group(1).strip()
 
 
-@pytest.mark.parametrize(("marker", "render"), [("inputs", inputs_table), ("outputs", outputs_table)])
+@pytest.mark.parametrize(
+    ("marker", "render"), [("inputs", inputs_table), ("outputs", outputs_table)]
+)
 def test_readme_table_matches_action_yml(marker: str, render: object) -> None:
     expected = render()  # type: ignore[operator]
     assert section(marker) == expected, (

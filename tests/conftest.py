@@ -8,6 +8,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.native",
     "tests.fixtures.fake_github",
     "tests.fixtures.wheels",
+    "tests.fixtures.rootfs",
     "tests.fixtures.fake_actions",
     "tests.fixtures.container",
 ]

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib.metadata import metadata
+from pathlib import Path
 
 import pytest
 
 from tests.fixtures.container import CONTEXT_PATHS, REPO, Container, image_config
+from tests.fixtures.fake_actions import FakeGitHubJob, read_outputs, running_fake_job
+from tests.fixtures.fake_github import FakeGitHub
+from tests.fixtures.pbs import PbsReleases
 
 pytestmark = pytest.mark.slow
 
@@ -95,3 +104,127 @@ def _package_version() -> str:
 def _normalized(freeze: str) -> dict[str, str]:
     pins = re.findall(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)", freeze, re.MULTILINE)
     return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins}
+
+
+# --------------------------------------------------------------------------
+# the action, run the way the runner runs a container action
+
+WORKSPACE = "/github/workspace"
+FILE_COMMANDS = "/github/file_commands"
+GITHUB_HOME = "/github/home"
+WORKSPACE_OWNER = (1001, 1002)  # the runner's user on the host
+
+
+@dataclass(frozen=True)
+class ActionRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    outputs: dict[str, str]
+    summary: str
+    workspace: Path
+    job: FakeGitHubJob
+    pbs: PbsReleases
+
+
+def container_env(host_env: dict[str, str], runner_dir: Path) -> dict[str, str]:
+    """The fake job's step environment with the paths the runner mounts them at."""
+    env = dict(host_env, GITHUB_WORKSPACE=WORKSPACE, HOME=GITHUB_HOME)
+    for name in ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_ENV"):
+        env[name] = f"{FILE_COMMANDS}/{Path(host_env[name]).relative_to(runner_dir)}"
+    return env
+
+
+@pytest.fixture(scope="module")
+def action_run(
+    portpy_container: Container,
+    tmp_path_factory: pytest.TempPathFactory,
+    pbs_releases: PbsReleases,
+) -> Iterator[ActionRun]:
+    root = tmp_path_factory.mktemp("container-action")
+    workspace, runner_dir, home = root / "workspace", root / "file_commands", root / "home"
+    (workspace / "src").mkdir(parents=True)
+    (workspace / "src" / "hello.py").write_text("print('hello from the bundle')\n")
+    home.mkdir()
+    for path in (workspace, workspace / "src", workspace / "src" / "hello.py"):
+        os.chown(path, *WORKSPACE_OWNER)
+    github = FakeGitHub().start()
+    github.publish_pbs(pbs_releases)
+    try:
+        with running_fake_job(api=github.api) as job:
+            host_env = job.env(workspace, runner_dir)
+            inputs = {
+                "INPUT_PYTHON-VERSION": "3.12",
+                "INPUT_PROJECT-DIR": "src",
+                "INPUT_NAME": "hello",
+                "INPUT_COMMAND": "app/hello.py",
+                "INPUT_GITHUB-TOKEN": job.github_token,
+                "INPUT_COMPILE-BYTECODE": "false",
+            }
+            done = portpy_container.run(
+                portpy_container.entrypoint,
+                env={**container_env(host_env, runner_dir), **inputs},
+                volumes={workspace: WORKSPACE, runner_dir: FILE_COMMANDS, home: GITHUB_HOME},
+                workdir=WORKSPACE,
+            )
+            yield ActionRun(
+                done.returncode,
+                done.stdout,
+                done.stderr,
+                read_outputs(Path(host_env["GITHUB_OUTPUT"])),
+                Path(host_env["GITHUB_STEP_SUMMARY"]).read_text(),
+                workspace,
+                job,
+                pbs_releases,
+            )
+    finally:
+        github.stop()
+
+
+def test_the_action_succeeds_in_the_image(action_run: ActionRun) -> None:
+    assert action_run.returncode == 0, action_run.stdout + action_run.stderr
+    assert "hello" in action_run.summary
+
+
+def test_outputs_name_the_archive_in_the_workspace(action_run: ActionRun) -> None:
+    outputs = action_run.outputs
+    name = f"hello-{action_run.pbs.versions['3.12']}-{action_run.pbs.triple}.tar.gz"
+    archive = action_run.workspace / "dist" / name
+    data = archive.read_bytes()
+    assert outputs["archive-name"] == name
+    assert outputs["archive-path"] == f"dist/{name}"
+    assert outputs["archive-sha256"] == hashlib.sha256(data).hexdigest()
+    assert outputs["archive-size"] == str(len(data))
+    assert outputs["python-version"] == action_run.pbs.versions["3.12"]
+    assert outputs["python-build-tag"] == action_run.pbs.latest
+    assert outputs["target"] == action_run.pbs.triple
+    # `project-dir` arrived (a hyphenated INPUT_ variable) and its file is the app.
+    with tarfile.open(archive) as tar:
+        assert "hello/app/hello.py" in tar.getnames()
+
+
+def test_the_artifact_holds_the_archive(action_run: ActionRun) -> None:
+    [stored] = action_run.job.results.finalized()
+    assert stored.id == int(action_run.outputs["artifact-id"])
+    archive = action_run.workspace / action_run.outputs["archive-path"]
+    assert action_run.job.results.content(stored) == archive.read_bytes()
+
+
+def test_workspace_files_are_handed_back_to_its_owner(action_run: ActionRun) -> None:
+    written = [p for p in action_run.workspace.rglob("*") if not p.is_symlink()]
+    assert any(p.name.endswith(".tar.gz") for p in written)
+    for path in written:
+        stat = path.lstat()
+        assert (stat.st_uid, stat.st_gid) == WORKSPACE_OWNER, path
+
+
+def test_tokens_reach_the_log_only_to_be_masked(action_run: ActionRun) -> None:
+    # `::add-mask::` is how a step tells the runner what to hide; the runner drops those lines.
+    lines = (action_run.stdout + action_run.stderr).splitlines()
+    masked = {
+        line.removeprefix("::add-mask::") for line in lines if line.startswith("::add-mask::")
+    }
+    assert {action_run.job.github_token, action_run.job.results.token} <= masked
+    shown = "\n".join(line for line in lines if not line.startswith("::add-mask::"))
+    assert action_run.job.github_token not in shown
+    assert action_run.job.results.token not in shown

@@ -80,7 +80,7 @@ def test_uv_is_the_locked_one(portpy_container: Container) -> None:
 
 def test_the_build_context_is_what_the_dockerfile_copies() -> None:
     # The fixture builds from CONTEXT_PATHS; .dockerignore must let the same through.
-    sources = set()
+    sources: set[str] = set()
     for line in (REPO / "Dockerfile").read_text().splitlines():
         if line.startswith("COPY "):
             sources.update(arg for arg in line.split()[1:-1] if not arg.startswith("--"))

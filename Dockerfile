@@ -25,6 +25,8 @@ LABEL org.opencontainers.image.title="portable-python-action" \
 ENV PATH="${PYTHON_PREFIX}/bin:${PATH}"
 
 # Dependencies first, exactly as locked (requirements/lock), so they cache apart from the code.
+# Behind a package index mirror: --build-arg PIP_INDEX_URL=… (unset, pip uses PyPI).
+ARG PIP_INDEX_URL
 COPY requirements/image.txt /tmp/portpy/requirements.txt
 RUN python -m pip install --no-cache-dir --root-user-action=ignore --disable-pip-version-check \
         --require-hashes --only-binary=:all: -r /tmp/portpy/requirements.txt

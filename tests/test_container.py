@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -17,6 +18,7 @@ from tests.fixtures.container import CONTEXT_PATHS, REPO, Container, image_confi
 from tests.fixtures.fake_actions import FakeGitHubJob, read_outputs, running_fake_job
 from tests.fixtures.fake_github import FakeGitHub
 from tests.fixtures.pbs import PbsReleases
+from tests.fixtures.wheels import PURE_MODULE, PURE_NAME, WheelSet
 
 pytestmark = pytest.mark.slow
 
@@ -228,3 +230,56 @@ def test_tokens_reach_the_log_only_to_be_masked(action_run: ActionRun) -> None:
     shown = "\n".join(line for line in lines if not line.startswith("::add-mask::"))
     assert action_run.job.github_token not in shown
     assert action_run.job.results.token not in shown
+
+
+# --------------------------------------------------------------------------
+# the image as a plain CLI: docker run -v "$PWD:/work" -w /work IMAGE portpy build …
+
+
+def test_portpy_build_runs_through_the_entrypoint(
+    portpy_container: Container,
+    tmp_path: Path,
+    pbs_releases: PbsReleases,
+    test_wheels: WheelSet,
+) -> None:
+    work = tmp_path / "work"
+    (work / "src").mkdir(parents=True)
+    (work / "src" / "hello.py").write_text("import hello_portpy\n")
+    shutil.copytree(test_wheels.folder, work / "wheels", ignore=shutil.ignore_patterns("build"))
+    (work / "requirements.txt").write_text(f"--no-index\n--find-links /work/wheels\n{PURE_NAME}\n")
+    github = FakeGitHub().start()
+    github.publish_pbs(pbs_releases)
+    version, tag = pbs_releases.versions["3.12"], pbs_releases.latest
+    options = {
+        "python-version": version,
+        "python-build-tag": tag,
+        "python-mirror": github.mirror_base,
+        "requirements": "requirements.txt",
+        "project-dir": "src",
+        "name": "cli",
+        "compile-bytecode": "false",
+    }
+    flags = [arg for name, value in options.items() for arg in (f"--{name}", value)]
+    try:
+        done = portpy_container.run(
+            [*portpy_container.entrypoint, "portpy", "build", *flags],
+            env={"HOME": "/work/home"},
+            volumes={work: "/work"},
+            workdir="/work",
+        )
+        api_requests = list(github.requests("api"))
+    finally:
+        github.stop()
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    # The path as the container saw it, under the mounted /work (absolute or relative to it).
+    archive = work / (PurePosixPath("/work") / results["archive-path"]).relative_to("/work")
+    assert archive.name == f"cli-{version}-{pbs_releases.triple}.tar.gz"
+    assert results["archive-sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    # uv in the image installed the requirement into the bundled interpreter.
+    assert any(f"/site-packages/{PURE_MODULE}/__init__.py" in name for name in names)
+    assert "cli/app/hello.py" in names
+    # Only the mirror was asked: an exact version and tag need no API call.
+    assert api_requests == []

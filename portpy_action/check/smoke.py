@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from portpy_action.archives import unpack
 from portpy_action.check.layout import BundleLayout, find_layout
 from portpy_action.check.owners import Distribution, find_distributions
-from portpy_action.check.unpack import unpack_archive
 from portpy_action.errors import CheckError
 from portpy_action.log import Logger
 
@@ -297,7 +297,7 @@ def smoke_test(
         workdir = Path(temp)
         unpacked = workdir / "unpacked"
         unpacked.mkdir()
-        unpack_archive(archive, unpacked)
+        unpack(archive, unpacked)
         layout = find_layout(unpacked, source=f"`{archive.name}`")
         return run_smoke(
             layout,

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from portpy_action.archives import unpack
 from portpy_action.check.enforce import enforce_policy
 from portpy_action.check.layout import find_layout
 from portpy_action.check.report import PortabilityReport
 from portpy_action.check.scan import scan_bundle
 from portpy_action.check.smoke import SmokeResult, run_smoke
-from portpy_action.check.unpack import unpack_archive
 from portpy_action.log import Logger
 
 
@@ -56,7 +56,7 @@ def verify_archive(
         unpacked = workdir / "unpacked"
         unpacked.mkdir()
         with log.stage("unpack", f"Unpack {archive.name}"):
-            unpack_archive(archive, unpacked)
+            unpack(archive, unpacked)
             layout = find_layout(unpacked, source=f"`{archive.name}`")
             log.info(f"  runtime: {layout.prefix.relative_to(unpacked).as_posix()}")
         with log.stage("scan", "Measure the glibc baseline and external libraries"):

@@ -6,6 +6,7 @@
 4. make it movable: scripts, leftover build paths           (relocate)
 5. write `run`, precompile, prove portability, describe it  (launcher, compile, scan, manifest)
 6. pack one deterministic archive, run it from a moved copy (pack, smoke)
+7. move the archive and its `.sha256` to their final names, the manifest beside them
 
 Everything happens in a hidden folder inside the output folder; the archive and
 its `.sha256` appear under their final names only after the smoke test passed,
@@ -43,6 +44,7 @@ from portpy_action.bundle.manifest import (
 from portpy_action.bundle.project import copy_project
 from portpy_action.bundle.scripts import relocate_scripts
 from portpy_action.check import PortabilityReport, enforce_policy, scan_bundle
+from portpy_action.check.smoke import smoke_test
 from portpy_action.errors import InputError
 from portpy_action.log import Logger
 from portpy_action.pack import PackedArchive, archive_mtime, pack
@@ -137,6 +139,14 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
             packed = pack(bundle, work / name, format=spec.format, mtime=archive_mtime())
             log.info(f"  {packed.size} bytes, sha256 {packed.sha256}")
 
+        smoke = None
+        if spec.smoke_test:
+            with log.stage("smoke", "Run the archive from a moved copy"):
+                # The archive is unpacked before the build folder is hidden.
+                smoke = smoke_test(
+                    packed.path, skip_imports=spec.smoke_skip_imports, log=log, hide=(work,)
+                )
+
         published = _publish(packed, spec.output_dir)
         record = build_record(
             manifest,
@@ -144,6 +154,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
             sha256=published.sha256,
             size=published.size,
             timings=log.timings,
+            smoke=smoke.to_dict() if smoke else None,
         )
         manifest_copy = write_json(spec.output_dir / f"{name}.json", record)
 

@@ -167,6 +167,9 @@ TAR_COMPRESSORS: dict[str, _Compressor] = {"tar.gz": _gzip, "tar.xz": _xz, "tar.
 # zip
 
 
+_ZIP_FILE_TYPES = {"dir": stat.S_IFDIR, "symlink": stat.S_IFLNK, "file": stat.S_IFREG}
+
+
 def _zip_time(mtime: int) -> tuple[int, int, int, int, int, int]:
     year, month, day, hour, minute, second = time.gmtime(max(mtime, DEFAULT_MTIME))[:6]
     return (year, month, day, hour, minute, second)
@@ -176,11 +179,10 @@ def _write_zip(out: BinaryIO, root: Path, mtime: int) -> None:
     date_time = _zip_time(mtime)
     with zipfile.ZipFile(out, "w", allowZip64=True) as archive:
         for entry in walk(root):
-            kind_bits = {"dir": stat.S_IFDIR, "symlink": stat.S_IFLNK, "file": stat.S_IFREG}
             name = entry.arcname + ("/" if entry.kind == "dir" else "")
             info = zipfile.ZipInfo(name, date_time=date_time)
             info.create_system = 3  # Unix: external_attr carries the mode and file type
-            info.external_attr = (kind_bits[entry.kind] | entry.mode) << 16
+            info.external_attr = (_ZIP_FILE_TYPES[entry.kind] | entry.mode) << 16
             if entry.kind == "dir":
                 info.external_attr |= 0x10  # MS-DOS directory flag
                 archive.writestr(info, b"", compress_type=zipfile.ZIP_STORED)

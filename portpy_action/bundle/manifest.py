@@ -77,13 +77,17 @@ def build_record(
     sha256: str,
     size: int,
     timings: Mapping[str, float],
+    smoke: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The copy kept next to the archive: the manifest plus this run's facts."""
-    return {
+    record = {
         **manifest,
         "archive": {"name": archive.name, "sha256": sha256, "size": size},
         "timings": {stage: round(seconds, 3) for stage, seconds in timings.items()},
     }
+    if smoke is not None:
+        record["smoke-test"] = dict(smoke)
+    return record
 
 
 def manifest_json(data: Mapping[str, Any]) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from portpy_action.archives import ArchiveError
 from portpy_action.check import format_report_table, scan_bundle, verify_archive
 from portpy_action.check.elf import is_elf
 from portpy_action.errors import CheckError
@@ -108,5 +109,5 @@ def test_archive_without_a_runtime_is_refused(tmp_path: Path) -> None:
 def test_unknown_file_type_is_refused(tmp_path: Path) -> None:
     archive = tmp_path / "bundle.rar"
     archive.write_bytes(b"Rar!")
-    with pytest.raises(CheckError, match=r"\.tar\.gz, \.tar\.zst, \.tar\.xz or \.zip"):
+    with pytest.raises(ArchiveError, match=r"\.tar\.gz, \.tar\.zst, \.tar\.xz or \.zip"):
         verify_archive(archive, max_glibc=None, external_libs="error", log=_log())

@@ -86,28 +86,32 @@ def fetch_runtime(
     if request.token:
         log.mask(request.token)
     if request.archive is not None:
-        release = _archive_release(request, log, probe=False)
-        archive = request.archive
+        with log.stage("resolve", f"Use the local runtime {request.archive.name}"):
+            release = _archive_release(request, log, probe=False)
+            archive = request.archive
     else:
         with _guarded(request, client) as guarded:
-            release = releases.resolve_release(
-                request, client=guarded, log=log, retry=retry, sleep=sleep
-            )
-            log.info(f"python-build-standalone {release.tag}: {release.asset_name}")
-            archive = cached_download(
-                release, request.cache_dir, client=guarded, log=log, retry=retry, sleep=sleep
-            )
+            with log.stage("resolve", "Resolve the python-build-standalone release"):
+                release = releases.resolve_release(
+                    request, client=guarded, log=log, retry=retry, sleep=sleep
+                )
+                log.info(f"python-build-standalone {release.tag}: {release.asset_name}")
+            with log.stage("download", f"Download {release.asset_name}"):
+                archive = cached_download(
+                    release, request.cache_dir, client=guarded, log=log, retry=retry, sleep=sleep
+                )
 
-    root = safe_extract(archive, dest)
-    python = root / "bin" / "python3"
-    if not python.exists():
-        raise RuntimeFetchError(
-            f"{archive.name} has no python/bin/python3",
-            hint="Use a python-build-standalone install_only archive",
-        )
-    fixed = fix_sysconfig(root)
-    if fixed:
-        log.info(f"fixed build-time paths and compilers in {len(fixed)} sysconfig files")
+    with log.stage("unpack", "Unpack the runtime and fix its build-time paths"):
+        root = safe_extract(archive, dest)
+        python = root / "bin" / "python3"
+        if not python.exists():
+            raise RuntimeFetchError(
+                f"{archive.name} has no python/bin/python3",
+                hint="Use a python-build-standalone install_only archive",
+            )
+        fixed = fix_sysconfig(root)
+        if fixed:
+            log.info(f"fixed build-time paths and compilers in {len(fixed)} sysconfig files")
     if not release.version:
         release = _probed(release, python)
     log.info(f"CPython {release.version} is at {python}")

@@ -17,7 +17,6 @@ import pytest
 from portpy_action.github.artifacts import (
     CHUNK_SIZE,
     ArtifactError,
-    RetryPolicy,
     RunContext,
     backend_ids,
     expires_at,
@@ -26,9 +25,10 @@ from portpy_action.github.artifacts import (
     upload_artifact,
 )
 from portpy_action.log import Logger
+from portpy_action.retry import RetryPolicy
 from tests.fixtures.fake_actions import FakeGitHubJob, runtime_token
 
-FAST = RetryPolicy(attempts=3, first_delay=0.01)
+FAST = RetryPolicy(attempts=3, backoff=0.01)
 NPM_ARTIFACT = "@actions/artifact@6.2.1"
 
 

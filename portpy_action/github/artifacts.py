@@ -28,6 +28,7 @@ import httpx
 
 from portpy_action.errors import PortpyError
 from portpy_action.log import Logger
+from portpy_action.retry import DEFAULT_RETRY, SERVER_ERRORS, RetryPolicy
 
 SERVICE = "github.actions.results.api.v1.ArtifactService"
 ARTIFACT_VERSION = 7
@@ -56,18 +57,8 @@ class ArtifactError(PortpyError):
     status: int | None = None  # the HTTP status of a refusal
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Which failures are tried again, how often, and how long to wait in between."""
-
-    attempts: int = 5
-    first_delay: float = 1.0
-    multiplier: float = 1.5
-    statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number `attempt` (counting from 1)."""
-        return float(self.first_delay * self.multiplier ** (attempt - 1))
+# The artifact client also retries 429 (as the npm client does).
+RETRY_STATUSES = SERVER_ERRORS | {429}
 
 
 @dataclass(frozen=True)
@@ -210,7 +201,7 @@ def send_with_retries(
         except httpx.TransportError as exc:
             problem = f"{type(exc).__name__}: {exc}"
         else:
-            if response.status_code not in retry.statuses:
+            if response.status_code not in RETRY_STATUSES:
                 return response
             problem = f"HTTP {response.status_code} {_message(response)}".rstrip()
         if attempt < retry.attempts:
@@ -348,7 +339,7 @@ def upload_artifact(
     now: datetime | None = None,
 ) -> UploadedArtifact:
     """Upload one file, unzipped, as the workflow artifact `name`."""
-    retry = retry or RetryPolicy()
+    retry = retry or DEFAULT_RETRY
     log.mask(context.token)
     ids = backend_ids(context.token)
     job = {

@@ -20,15 +20,10 @@ import httpx
 
 from portpy_action.errors import InputError, RuntimeFetchError
 from portpy_action.log import Logger
+from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
 from portpy_action.runtime import releases
 from portpy_action.runtime.download import cached_download, sha256_file
-from portpy_action.runtime.http import (
-    DEFAULT_RETRY,
-    RetryPolicy,
-    Sleep,
-    make_client,
-    with_token_guard,
-)
+from portpy_action.runtime.http import make_client, with_token_guard
 from portpy_action.runtime.releases import AssetName, Release
 from portpy_action.runtime.sysconfig import fix_sysconfig
 from portpy_action.runtime.unpack import safe_extract

@@ -17,7 +17,8 @@ import httpx
 
 from portpy_action.errors import RuntimeFetchError
 from portpy_action.log import Logger
-from portpy_action.runtime.http import DEFAULT_RETRY, RetryPolicy, Sleep, backoff, retrying_stream
+from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
+from portpy_action.runtime.http import retrying_stream
 from portpy_action.runtime.releases import Release
 
 CHUNK = 256 * 1024
@@ -120,7 +121,7 @@ def download(
                             hint="Check the network and try again",
                         ) from exc
                     out.flush()
-                    wait = backoff(interruptions, retry)
+                    wait = retry.delay(interruptions)
                     log.info(f"{label}: cut off after {have} bytes; resuming in {wait:.0f}s")
                     sleep(wait)
                     continue

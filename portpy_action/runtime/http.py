@@ -2,17 +2,15 @@
 
 The token is attached by an `httpx.Auth` that compares origins, so a request to
 any other host (a download host, a mirror, a redirect target) cannot carry it,
-whichever code path sends it. Retries follow one `RetryPolicy`: connection
-errors and 5xx back off exponentially; 429 and GitHub's 403 rate limit wait as
-long as the server asks, up to a cap.
+whichever code path sends it. Retries follow the tool's one
+`RetryPolicy` (portpy_action/retry.py).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -21,23 +19,13 @@ import httpx
 from portpy_action import __version__
 from portpy_action.errors import RuntimeFetchError
 from portpy_action.log import Logger
+from portpy_action.retry import DEFAULT_RETRY, SERVER_ERRORS, RetryPolicy, Sleep
 
 TIMEOUT = httpx.Timeout(connect=15.0, read=60.0, write=60.0, pool=15.0)
 USER_AGENT = f"portable-python-action/{__version__}"
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5  # tries per request, the first included
-    backoff: float = 1.0  # first back-off in seconds, doubled each time
-    backoff_cap: float = 30.0
-    rate_limit_cap: float = 120.0  # longest wait a rate limit may ask for
-
-
-DEFAULT_RETRY = RetryPolicy()
-RETRY_STATUSES = frozenset({500, 502, 503, 504})
-
-Sleep = Callable[[float], None]
+RETRY_STATUSES = SERVER_ERRORS
 
 
 def origin_of(url: httpx.URL | str) -> tuple[str, str, int | None]:
@@ -106,11 +94,6 @@ def rate_limit_wait(response: httpx.Response, now: float | None = None) -> float
     return 0.0 if response.status_code == 429 else None
 
 
-def backoff(attempt: int, policy: RetryPolicy) -> float:
-    """Wait before retry number `attempt` (1-based)."""
-    return float(min(policy.backoff * 2 ** (attempt - 1), policy.backoff_cap))
-
-
 def rate_limit_error(url: httpx.URL, wait: float, authenticated: bool) -> RuntimeFetchError:
     hint = (
         "Try again later"
@@ -167,7 +150,7 @@ def open_with_retries(
                     f"cannot reach {request.url.host}: {exc or type(exc).__name__}",
                     hint="Check the network, or use `python-mirror` / `python-archive`",
                 ) from exc
-            wait = backoff(attempt, policy)
+            wait = policy.delay(attempt)
             log.info(f"{request.url.host}: {type(exc).__name__}; retrying in {wait:.0f}s")
             sleep(wait)
             continue
@@ -188,7 +171,7 @@ def open_with_retries(
                     f"{request.url.host} answered {response.status_code} {attempt} times for {url}",
                     hint="The server is failing; try again later",
                 )
-            wait = limited if limited is not None else backoff(attempt, policy)
+            wait = limited if limited is not None else policy.delay(attempt)
             log.info(f"{request.url.host}: HTTP {response.status_code}; retrying in {wait:.0f}s")
             sleep(wait)
             continue
@@ -215,7 +198,7 @@ def get_small(
             except httpx.TransportError as exc:
                 if attempt == policy.attempts:
                     raise RuntimeFetchError(f"reading {url} failed: {exc}") from exc
-                sleep(backoff(attempt, policy))
+                sleep(policy.delay(attempt))
                 continue
             return r
     raise AssertionError("unreachable: the last attempt returns or raises")

@@ -20,7 +20,8 @@ import httpx
 
 from portpy_action.errors import InputError, RuntimeFetchError
 from portpy_action.log import Logger
-from portpy_action.runtime.http import DEFAULT_RETRY, RetryPolicy, Sleep, get_json, get_text
+from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
+from portpy_action.runtime.http import get_json, get_text
 from portpy_action.spec import RuntimeRequest
 
 PBS_REPO = "astral-sh/python-build-standalone"

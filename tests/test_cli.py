@@ -26,7 +26,10 @@ def subparser(name: str) -> argparse.ArgumentParser:
 def test_flags_mirror_action_inputs(command: str, names: tuple[str, ...]) -> None:
     inputs = action_inputs()
     flags = {
-        opt: a for a in subparser(command)._actions for opt in a.option_strings if opt.startswith("--")
+        opt: a
+        for a in subparser(command)._actions
+        for opt in a.option_strings
+        if opt.startswith("--")
     }
     for name in names:
         action = flags[f"--{name}"]
@@ -35,7 +38,13 @@ def test_flags_mirror_action_inputs(command: str, names: tuple[str, ...]) -> Non
 
 
 def test_every_input_is_a_flag_or_github_only() -> None:
-    github_only = {"mode", "upload-artifact", "artifact-name", "retention-days", "attach-to-release"}
+    github_only = {
+        "mode",
+        "upload-artifact",
+        "artifact-name",
+        "retention-days",
+        "attach-to-release",
+    }
     covered = set(cli.BUILD_INPUTS) | set(cli.CHECK_INPUTS) | github_only
     assert covered == set(action_inputs())
 

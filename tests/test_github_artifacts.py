@@ -27,6 +27,7 @@ from portpy_action.github.artifacts import (
 from portpy_action.log import Logger
 from portpy_action.retry import RetryPolicy
 from tests.fixtures.fake_actions import FakeGitHubJob, runtime_token
+from tests.fixtures.pbs import cache_root
 
 FAST = RetryPolicy(attempts=3, backoff=0.01)
 NPM_ARTIFACT = "@actions/artifact@6.2.1"
@@ -246,12 +247,7 @@ console.log('RESULT ' + JSON.stringify(found))
 @pytest.fixture(scope="session")
 def npm_artifact_client() -> Path:
     """`@actions/artifact` from npm, installed once into the test cache."""
-    folder = (
-        Path.home()
-        / ".cache"
-        / "portpy-tests"
-        / ("npm-" + NPM_ARTIFACT.replace("/", "+").replace("@", ""))
-    )
+    folder = cache_root() / ("npm-" + NPM_ARTIFACT.replace("/", "+").replace("@", ""))
     marker = folder / "node_modules" / "@actions" / "artifact" / "package.json"
     if not marker.is_file():
         staging = folder.with_name(folder.name + f".tmp{os.getpid()}")

@@ -48,9 +48,8 @@ def main() -> int:
     except PortpyError as exc:
         log.error(str(exc), file=_annotation_path(exc.file, _workspace(os.environ)), line=exc.line)
         return 1
-    except (
-        Exception
-    ) as exc:  # a bug: still one annotation, and the traceback (masked) for the report
+    except Exception as exc:
+        # A bug: still one annotation, and the traceback (masked) for the report.
         log.info("".join(traceback.format_exception(exc)).rstrip())
         log.error(f"internal error: {type(exc).__name__}: {exc}")
         return 1

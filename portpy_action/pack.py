@@ -10,7 +10,6 @@ place only when complete, together with a `sha256sum -c` file.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import lzma
@@ -27,14 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from portpy_action.blockgzip import BlockGzipWriter
 from portpy_action.errors import BundleError, PortpyError
 
 # 1980-01-01T00:00:00Z: the earliest time a zip entry can hold, used by every format.
 DEFAULT_MTIME = 315532800
 
-# Compression settings are part of the output's identity: change them and every
-# archive changes. zip uses zlib's default level (6).
-GZIP_LEVEL = 6
+# Compression settings are part of the output's identity: change them (or the
+# ISA-L version that deflates tar.gz) and every archive changes. ISA-L's level 3,
+# its best, deflates about eight times faster than zlib's 6 for a tenth more bytes;
+# zip uses zlib's default level (6).
+GZIP_LEVEL = 3
 XZ_PRESET = 6
 ZSTD_LEVEL = 10
 
@@ -134,8 +136,8 @@ def _write_tar(stream: io.BufferedIOBase, root: Path, mtime: int) -> None:
 
 
 def _gzip(out: BinaryIO) -> AbstractContextManager[io.BufferedIOBase]:
-    # No file name and a zero time in the gzip header.
-    return gzip.GzipFile(filename="", mode="wb", fileobj=out, compresslevel=GZIP_LEVEL, mtime=0)
+    # Deflated on every core; no file name and a zero time in the gzip header.
+    return BlockGzipWriter(out, level=GZIP_LEVEL)
 
 
 def _xz(out: BinaryIO) -> AbstractContextManager[io.BufferedIOBase]:

@@ -94,6 +94,20 @@ def test_truncated_archive_is_a_clear_error(tmp_path: Path) -> None:
         unpack(archive, dest)
 
 
+def test_a_gzip_checksum_mismatch_is_a_clear_error(tmp_path: Path) -> None:
+    # Every member reads fine; only the CRC in the trailer, after the tar's end, is wrong.
+    source = tmp_path / "src" / "demo"
+    _fake_runtime(source / "python")
+    archive = pack(source, tmp_path / "demo.tar.gz", format="tar.gz").path
+    data = bytearray(archive.read_bytes())
+    data[-8] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(ArchiveError, match="cannot be unpacked: CRC check failed"):
+        unpack(archive, dest)
+
+
 @pytest.mark.parametrize(
     ("prefix", "root", "interpreter"),
     [

@@ -1,0 +1,84 @@
+"""Block-parallel gzip: one ordinary gzip stream, the same bytes whatever the threads."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import random
+import zlib
+
+import pytest
+
+from portpy_action.blockgzip import BlockGzipWriter
+
+BLOCK = 4096  # small blocks: many of them in little data
+
+
+def sample(size: int) -> bytes:
+    """Compressible text with some random bytes mixed in, as a tar of a bundle has."""
+    rng = random.Random(size)
+    words = [b"import", b"def", b"return", b"self", b"python", b"\x7fELF\x02\x01"]
+    out = bytearray()
+    while len(out) < size:
+        out += rng.choice(words) + b" " if rng.random() < 0.9 else os.urandom(64)
+    return bytes(out[:size])
+
+
+def gzipped(data: bytes, *, threads: int, chunks: list[int]) -> bytes:
+    """`data` through a writer, handed over in writes of the given sizes (cycled)."""
+    out = io.BytesIO()
+    with BlockGzipWriter(out, level=3, threads=threads, block_size=BLOCK) as writer:
+        position, index = 0, 0
+        while position < len(data):
+            size = chunks[index % len(chunks)]
+            assert writer.write(data[position : position + size]) == len(
+                data[position : position + size]
+            )
+            position += size
+            index += 1
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("size", [0, 1, BLOCK - 1, BLOCK, 3 * BLOCK, 10 * BLOCK + 123])
+def test_any_gunzip_gets_the_input_back(size: int) -> None:
+    data = sample(size)
+    packed = gzipped(data, threads=2, chunks=[1000])
+    assert gzip.decompress(packed) == data
+    # One stream, not concatenated members: zlib checks the CRC and length itself.
+    decompressor = zlib.decompressobj(31)
+    assert decompressor.decompress(packed) == data
+    assert decompressor.eof and decompressor.unused_data == b""
+
+
+def test_threads_and_write_sizes_do_not_change_the_bytes() -> None:
+    data = sample(25 * BLOCK + 7)
+    reference = gzipped(data, threads=1, chunks=[len(data)])
+    assert gzipped(data, threads=4, chunks=[1]) == reference
+    assert gzipped(data, threads=3, chunks=[BLOCK, 17, 3 * BLOCK + 5]) == reference
+    assert gzipped(data, threads=2, chunks=[10240]) == reference
+
+
+def test_the_header_names_nothing_and_has_no_time() -> None:
+    packed = gzipped(b"hello", threads=1, chunks=[5])
+    assert packed[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
+def test_a_failed_write_leaves_no_trailer() -> None:
+    out = io.BytesIO()
+    with (
+        pytest.raises(RuntimeError, match="stop"),
+        BlockGzipWriter(out, level=3, threads=2, block_size=BLOCK) as writer,
+    ):
+        writer.write(sample(5 * BLOCK))
+        raise RuntimeError("stop")
+    assert writer.closed
+    with pytest.raises(EOFError):
+        gzip.decompress(out.getvalue())
+
+
+def test_writing_after_close_is_refused() -> None:
+    writer = BlockGzipWriter(io.BytesIO(), level=3, threads=1)
+    writer.close()
+    with pytest.raises(ValueError, match="closed"):
+        writer.write(b"late")

@@ -7,6 +7,7 @@ together with the symbols that require it. `scan` decides what is portable.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,12 +75,12 @@ def _split_paths(value: str) -> tuple[str, ...]:
     return tuple(part for part in value.split(":") if part)
 
 
-def _dynamic_entries(elf: Any) -> tuple[str | None, list[str], list[str], list[str]]:
+def _dynamic_entries(sections: list[Any]) -> tuple[str | None, list[str], list[str], list[str]]:
     soname: str | None = None
     needed: list[str] = []
     rpath: list[str] = []
     runpath: list[str] = []
-    for section in elf.iter_sections():
+    for section in sections:
         if not isinstance(section, DynamicSection):
             continue
         # pyelftools sets `needed`, `soname`, `rpath`, `runpath` per tag kind at run time.
@@ -97,27 +98,54 @@ def _dynamic_entries(elf: Any) -> tuple[str | None, list[str], list[str], list[s
     return soname, needed, rpath, runpath
 
 
-def _symbols_by_version_index(elf: Any) -> dict[int, list[str]]:
-    """Undefined dynamic symbols grouped by their .gnu.version index."""
-    versym = next((s for s in elf.iter_sections() if isinstance(s, GNUVerSymSection)), None)
-    dynsym = elf.get_section_by_name(".dynsym")
+# Version indices that name no version need (pyelftools' ENUM_VERSYM).
+_SPECIAL_VERSION_INDICES = {0, 1, 0xFF00, 0xFF01}
+# Elf32_Sym / Elf64_Sym: st_name and st_shndx are what is read; SHN_UNDEF is 0.
+_SYMBOL_LAYOUTS = {32: ("IIIBBH", 0, 5), 64: ("IBBHQQ", 0, 3)}
+
+
+def _symbols_by_version_index(elf: Any, sections: list[Any]) -> dict[int, list[str]]:
+    """Undefined dynamic symbols grouped by their .gnu.version index.
+
+    The symbol and version tables are unpacked with `struct` in one pass: pyelftools
+    parses each entry on its own, which is most of a bundle scan's time.
+    """
+    versym = next((s for s in sections if isinstance(s, GNUVerSymSection)), None)
+    dynsym = next((s for s in sections if s.name == ".dynsym"), None)
     if versym is None or not isinstance(dynsym, SymbolTableSection):
         return {}
+    layout, name_field, section_field = _SYMBOL_LAYOUTS[elf.elfclass]
+    order = "<" if elf.little_endian else ">"
+    entry = struct.Struct(order + layout)
+    step = dynsym["sh_entsize"] or entry.size
+    symbols, strings, versions = (
+        dynsym.data(),
+        sections[dynsym["sh_link"]].data(),
+        versym.data(),
+    )
+    count = min(len(symbols) // step, len(versions) // 2)
+    indices = struct.unpack_from(f"{order}{count}H", versions)
     grouped: dict[int, list[str]] = {}
-    for number, symbol in enumerate(dynsym.iter_symbols()):
-        if symbol["st_shndx"] != "SHN_UNDEF" or not symbol.name:
+    for number in range(count):
+        fields = entry.unpack_from(symbols, number * step)
+        name_offset = fields[name_field]
+        if fields[section_field] != 0 or not name_offset:
             continue
-        index = versym.get_symbol(number)["ndx"]
-        if isinstance(index, int):
-            grouped.setdefault(index & 0x7FFF, []).append(symbol.name)
+        index = indices[number]
+        if index in _SPECIAL_VERSION_INDICES:
+            continue
+        end = strings.find(b"\0", name_offset)
+        name = strings[name_offset : end if end >= 0 else len(strings)]
+        if name:
+            grouped.setdefault(index & 0x7FFF, []).append(name.decode("utf-8", "replace"))
     return grouped
 
 
-def _version_needs(elf: Any) -> list[VersionNeed]:
-    section = next((s for s in elf.iter_sections() if isinstance(s, GNUVerNeedSection)), None)
+def _version_needs(elf: Any, sections: list[Any]) -> list[VersionNeed]:
+    section = next((s for s in sections if isinstance(s, GNUVerNeedSection)), None)
     if section is None:
         return []
-    symbols = _symbols_by_version_index(elf)
+    symbols = _symbols_by_version_index(elf, sections)
     needs = []
     for verneed, auxiliaries in section.iter_versions():
         for aux in auxiliaries:
@@ -140,7 +168,9 @@ def read_elf(path: Path) -> ElfInfo | None:
             elf = ELFFile(stream)
             if elf.header["e_type"] not in ("ET_EXEC", "ET_DYN"):
                 return None
-            soname, needed, rpath, runpath = _dynamic_entries(elf)
+            # Made once: pyelftools builds every section object anew on each iteration.
+            sections = list(elf.iter_sections())
+            soname, needed, rpath, runpath = _dynamic_entries(sections)
             machine = elf.header["e_machine"]
             arch = _ARCHES.get(machine, str(machine))
             if arch == "ppc64le" and not elf.little_endian:
@@ -151,7 +181,7 @@ def read_elf(path: Path) -> ElfInfo | None:
                 needed=tuple(needed),
                 rpath=tuple(rpath),
                 runpath=tuple(runpath),
-                version_needs=tuple(_version_needs(elf)),
+                version_needs=tuple(_version_needs(elf, sections)),
             )
-    except (ELFError, ValueError, KeyError) as exc:
+    except (ELFError, ValueError, KeyError, IndexError, struct.error) as exc:
         raise ElfReadError(f"{path}: {exc}") from exc

@@ -18,7 +18,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,6 +286,17 @@ def _place_problems(python: dict[str, Any], unpacked: Path) -> list[str]:
     return problems
 
 
+@contextmanager
+def unpacked_bundle(archive: Path, *, purpose: str) -> Iterator[tuple[Path, Path, BundleLayout]]:
+    """`archive` unpacked into a fresh temporary folder: (workdir, unpacked, its layout)."""
+    with tempfile.TemporaryDirectory(prefix=f"portpy-{purpose}-") as temp:
+        workdir = Path(temp)
+        unpacked = workdir / "unpacked"
+        unpacked.mkdir()
+        unpack(archive, unpacked)
+        yield workdir, unpacked, find_layout(unpacked, source=f"`{archive.name}`")
+
+
 def smoke_test(
     archive: Path,
     *,
@@ -293,12 +305,7 @@ def smoke_test(
     hide: Sequence[Path] = (),
 ) -> SmokeResult:
     """Unpack `archive` to a fresh folder and run it from there (see the module doc)."""
-    with tempfile.TemporaryDirectory(prefix="portpy-smoke-") as temp:
-        workdir = Path(temp)
-        unpacked = workdir / "unpacked"
-        unpacked.mkdir()
-        unpack(archive, unpacked)
-        layout = find_layout(unpacked, source=f"`{archive.name}`")
+    with unpacked_bundle(archive, purpose="smoke") as (workdir, unpacked, layout):
         return run_smoke(
             layout,
             unpacked=unpacked,

@@ -7,18 +7,16 @@ alike: all it needs is one Python runtime somewhere near the top.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from portpy_action.archives import unpack
 from portpy_action.check.enforce import enforce_policy
-from portpy_action.check.layout import find_layout
 from portpy_action.check.report import PortabilityReport
 from portpy_action.check.scan import scan_bundle
-from portpy_action.check.smoke import SmokeResult, run_smoke
+from portpy_action.check.smoke import SmokeResult, run_smoke, unpacked_bundle
 from portpy_action.log import Logger
 
 
@@ -51,13 +49,12 @@ def verify_archive(
     hide: Sequence[Path] = (),
 ) -> VerifyResult:
     """Scan, judge and (unless `smoke` is False) run `archive`; raise CheckError on failure."""
-    with tempfile.TemporaryDirectory(prefix="portpy-verify-") as temp:
-        workdir = Path(temp)
-        unpacked = workdir / "unpacked"
-        unpacked.mkdir()
+    # The unpacked copy lives until the end; only unpacking it is timed as its stage.
+    with ExitStack() as stack:
         with log.stage("unpack", f"Unpack {archive.name}"):
-            unpack(archive, unpacked)
-            layout = find_layout(unpacked, source=f"`{archive.name}`")
+            workdir, unpacked, layout = stack.enter_context(
+                unpacked_bundle(archive, purpose="verify")
+            )
             log.info(f"  runtime: {layout.prefix.relative_to(unpacked).as_posix()}")
         with log.stage("scan", "Measure the glibc baseline and external libraries"):
             report = scan_bundle(layout.root)

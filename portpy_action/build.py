@@ -26,13 +26,14 @@ from pathlib import Path
 import httpx
 
 from portpy_action.bundle.buildpath import remove_build_paths
-from portpy_action.bundle.bytecode import compile_bytecode
+from portpy_action.bundle.bytecode import SOURCE_ONLY, compile_bytecode
 from portpy_action.bundle.install import (
     Distribution,
     check_path_files,
     check_requirements,
     install_requirements,
     installed_distributions,
+    site_packages,
 )
 from portpy_action.bundle.launcher import write_launcher
 from portpy_action.bundle.manifest import (
@@ -113,9 +114,15 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
 
         if spec.compile_bytecode:
             with log.stage("compile", "Precompile byte code"):
-                compile_bytecode(
-                    runtime.python, [runtime.root / "lib", bundle / "app"], strip=work, log=log
+                packages = site_packages(runtime.root)
+                compiled = compile_bytecode(
+                    runtime.python,
+                    [runtime.root / "lib", bundle / "app"],
+                    strip=work,
+                    log=log,
+                    skip=[packages / name for name in SOURCE_ONLY],
                 )
+                log.info(f"  {compiled} files; left as source: {', '.join(SOURCE_ONLY)}")
 
         with log.stage("scan", "Measure the glibc baseline and external libraries"):
             report = scan_bundle(bundle)

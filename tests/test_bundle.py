@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from portpy_action.bundle.buildpath import remove_build_paths
-from portpy_action.bundle.bytecode import compile_bytecode
+from portpy_action.bundle.bytecode import SOURCE_ONLY, compile_bytecode, share_out
 from portpy_action.bundle.install import (
     check_path_files,
     check_requirements,
@@ -76,8 +76,13 @@ def staged(tmp_path_factory: pytest.TempPathFactory, test_wheels: WheelSet) -> S
     relocate_scripts(runtime)
     remove_build_paths(bundle, [work])
     write_launcher(bundle, "demo", ("-m", "greet", "fixed word"))
+    (bundle / "app" / "template.py").write_text("{% if broken %}\n")
     compile_bytecode(
-        runtime / "bin/python3", [runtime / "lib", bundle / "app"], strip=work, log=log
+        runtime / "bin/python3",
+        [runtime / "lib", bundle / "app"],
+        strip=work,
+        log=log,
+        skip=[site_packages(runtime) / name for name in SOURCE_ONLY],
     )
     return Staged(work, bundle, runtime)
 
@@ -154,6 +159,9 @@ def test_index_settings_from_either_installer_reach_the_other() -> None:
     assert "VIRTUAL_ENV" not in uv_env
     pip_env = installer_environment("pip", env)
     assert pip_env["PIP_FIND_LINKS"] == "/wheels"
+    # pip imports itself from the bundle: no pycs naming the build folder.
+    assert pip_env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert "PYTHONDONTWRITEBYTECODE" not in uv_env
     # A setting the user gave the installer itself wins over its counterpart.
     both = installer_environment("uv", env | {"UV_INDEX_URL": "https://uv.example/simple"})
     assert both["UV_INDEX_URL"] == "https://uv.example/simple"
@@ -326,6 +334,42 @@ def test_byte_code_is_unchecked_hash_everywhere(staged: Staged) -> None:
     for pyc in pycs:
         flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
         assert flags == 0b01, pyc  # hash-based, not checked against the source
+
+
+def test_every_source_but_the_runtime_installer_has_byte_code(staged: Staged) -> None:
+    pip = site_packages(staged.runtime) / "pip"
+    assert (pip / "__init__.py").is_file()
+    assert not list(pip.rglob("*.pyc"))
+    sources = [
+        path
+        for top in (staged.runtime / "lib", staged.bundle / "app")
+        for path in top.rglob("*.py")
+        if not path.is_relative_to(pip) and path.name != "template.py"
+    ]
+    assert len(sources) > 500  # the stdlib is in there
+    missing = [
+        path
+        for path in sources
+        if not list((path.parent / "__pycache__").glob(f"{path.stem}.cpython-312.pyc"))
+    ]
+    assert missing == []
+
+
+def test_a_file_that_does_not_compile_stays_source_and_the_rest_compiles(
+    staged: Staged,
+) -> None:
+    app = staged.bundle / "app"
+    assert not list((app / "__pycache__").glob("template.*.pyc"))
+    assert list((app / "__pycache__").glob("greet.*.pyc"))
+
+
+def test_files_are_shared_out_by_size() -> None:
+    sizes = {Path(name): size for name, size in [("a", 90), ("b", 50), ("c", 40), ("d", 10)]}
+    groups = share_out(sizes, 2)
+    assert sorted(sum(sizes[p] for p in group) for group in groups) == [90, 100]
+    assert sorted(p for group in groups for p in group) == sorted(sizes)
+    assert share_out(sizes, 8) == [[Path("a")], [Path("b")], [Path("c")], [Path("d")]]
+    assert share_out(sizes, 1) == [sorted(sizes)]
 
 
 def test_the_moved_bundle_runs_script_extension_and_launcher(

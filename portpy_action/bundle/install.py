@@ -137,6 +137,10 @@ def installer_environment(installer: str, env: Mapping[str, str]) -> dict[str, s
     # Never let an activated virtualenv or a stray PYTHONHOME redirect the install.
     for name in ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", "UV_SYSTEM_PYTHON", "PIP_USER"):
         result.pop(name, None)
+    if installer == "pip":
+        # pip runs from the bundle's own site-packages: its imports would leave pycs
+        # there (and in the stdlib) that name the build folder.
+        result["PYTHONDONTWRITEBYTECODE"] = "1"
     return result
 
 

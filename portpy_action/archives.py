@@ -153,7 +153,7 @@ def _unzstd(archive: Path, out: IO[bytes]) -> None:
     except ImportError as exc:
         raise ArchiveError(
             f"`{archive.name}` is zstd-compressed and the `zstandard` package is missing",
-            hint="pip install 'portable-python-action[zstd]'",
+            hint="Reinstall portable-python-action: zstandard is one of its dependencies",
         ) from exc
     try:
         with archive.open("rb") as raw:

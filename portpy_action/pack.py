@@ -159,7 +159,7 @@ def _zstd(out: BinaryIO) -> AbstractContextManager[io.BufferedIOBase]:
     except ImportError:
         raise PortpyError(
             "format `tar.zst` needs the `zstandard` package",
-            hint="pip install 'portable-python-action[zstd]'",
+            hint="Reinstall portable-python-action: zstandard is one of its dependencies",
         ) from None
     # Multi-threaded zstd output depends on the parameters, not on the worker count.
     parameters = zstandard.ZstdCompressionParameters.from_level(

@@ -4,8 +4,9 @@ Both run on the same loopback fake GitHub and the pbs-shaped fixture runtime
 the tests use, with the seed's FastAPI app and its requirements from the
 package index. After one warm-up each (caches warm), A and B alternate
 `--runs` times; the table gives medians, the per-pair ratio B/A, archive sizes,
-the tool's own peak RSS, B's per-stage medians and the bundled app's first vs
-second start. Results also go to bench/results/<date>-<host>.json.
+the tool's own peak RSS, B's per-stage medians, one tar.zst build, and the
+bundled app's first vs second start (median of three fresh unpacks), each
+against the issue's targets. Results also go to bench/results/<date>-<host>.json.
 
     .venv/bin/python bench/bench.py [--runs 5]
 """

@@ -104,6 +104,7 @@ def make_parser() -> argparse.ArgumentParser:
         type=Path,
         help="YAML file with the same keys as the inputs; `bundles:` lists several",
     )
+    build.add_argument("--table", action="store_true", help="print the per-file ELF report")
 
     verify = sub.add_parser("verify", help="check any bundle archive for portability")
     verify.add_argument("archive", type=Path, help="a tar.gz, tar.zst, tar.xz or zip bundle")
@@ -181,6 +182,10 @@ def run_build(args: argparse.Namespace, log: Logger) -> int:
         if spec.github_token:
             log.mask(spec.github_token)
         result = build(spec, log=log)
+        if args.table:
+            from portpy_action.check import format_report_table
+
+            print(format_report_table(result.report))
         _print_results(
             {
                 "python-version": result.release.version,

@@ -16,6 +16,7 @@ from portpy_action.github.releases import (
     upload_address,
 )
 from portpy_action.log import Logger
+from portpy_action.retry import RetryPolicy
 from tests.fixtures.fake_actions import REPOSITORY, FakeGitHubJob
 
 TAG = "v1.2.0"
@@ -29,8 +30,17 @@ def _files(tmp_path: Path, content: bytes = b"archive bytes") -> list[Path]:
     return [archive, checksum]
 
 
+def quiet() -> Logger:
+    return Logger(io.StringIO())
+
+
+FAST = RetryPolicy(attempts=3, backoff=0.01)
+
+
 def _api(job: FakeGitHubJob, token: str | None = None) -> ReleasesAPI:
-    return ReleasesAPI(job.releases.api.url, REPOSITORY, token or job.github_token)
+    return ReleasesAPI(
+        job.releases.api.url, REPOSITORY, token or job.github_token, log=quiet(), retry=FAST
+    )
 
 
 def _attach(job: FakeGitHubJob, files: list[Path], tag: str = TAG) -> list[str]:
@@ -151,8 +161,26 @@ def test_the_token_goes_to_the_api_and_upload_origins_only(
 
     seen: list[httpx.Request] = []
     transport = httpx.MockTransport(lambda request: seen.append(request) or httpx.Response(404))
-    with ReleasesAPI("https://api.example", REPOSITORY, "secret", transport=transport) as api:
+    with ReleasesAPI(
+        "https://api.example", REPOSITORY, "secret", transport=transport, log=quiet()
+    ) as api:
         api.http.get("https://api.example/x")
         api.http.get("https://elsewhere.example/x")
         api.http.get("http://api.example/x")  # same host, another origin
     assert [r.headers.get("authorization") for r in seen] == ["Bearer secret", None, None]
+
+
+def test_api_calls_are_retried_after_server_errors(fake_job: FakeGitHubJob, tmp_path: Path) -> None:
+    fake_job.releases.api.faults.fail(times=2, status=502, path=f"/repos/{REPOSITORY}/releases")
+    urls = _attach(fake_job, _files(tmp_path))
+    assert len(urls) == 2
+    lookups = [
+        r for r in fake_job.releases.api.requests if "/releases" in r.path and r.method == "GET"
+    ]
+    assert len(lookups) >= 3  # two 502s, then the answer
+
+
+def test_api_errors_that_persist_are_reported(fake_job: FakeGitHubJob, tmp_path: Path) -> None:
+    fake_job.releases.api.faults.fail(times=5, status=503, path=f"/repos/{REPOSITORY}/releases")
+    with pytest.raises(ReleaseError, match="failed 3 times, the last time with HTTP 503"):
+        _attach(fake_job, _files(tmp_path))

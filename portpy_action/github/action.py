@@ -88,7 +88,7 @@ def check(spec: BuildSpec, env: Mapping[str, str], log: Logger) -> dict[str, str
     archive_name = spec.archive_name(release.version, release.target)
     needs_build = True
     if spec.attach_to_release:
-        with _releases_api(spec, env) as api:
+        with _releases_api(spec, env, log) as api:
             needs_build = not release_holds(spec.attach_to_release, archive_name, api=api)
     return {
         "python-version": release.version,
@@ -184,7 +184,7 @@ def _attach_to_release(
         return []
     with (
         log.stage("release", f"Attaching to the release {spec.attach_to_release}"),
-        _releases_api(spec, env) as api,
+        _releases_api(spec, env, log) as api,
     ):
         return attach(
             files,
@@ -195,8 +195,8 @@ def _attach_to_release(
         )
 
 
-def _releases_api(spec: BuildSpec, env: Mapping[str, str]) -> ReleasesAPI:
-    return ReleasesAPI(spec.runtime.api_url, _repository(env), spec.github_token)
+def _releases_api(spec: BuildSpec, env: Mapping[str, str], log: Logger) -> ReleasesAPI:
+    return ReleasesAPI(spec.runtime.api_url, _repository(env), spec.github_token, log=log)
 
 
 def _repository(env: Mapping[str, str]) -> str:

@@ -15,7 +15,6 @@ import binascii
 import functools
 import hashlib
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from xml.sax.saxutils import escape
 import httpx
 
 from portpy_action.errors import PortpyError
+from portpy_action.http import error_message, send_with_retries
 from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, SERVER_ERRORS, RetryPolicy
 
@@ -57,7 +57,7 @@ class ArtifactError(PortpyError):
     status: int | None = None  # the HTTP status of a refusal
 
 
-# The artifact client also retries 429 (as the npm client does).
+# What the npm client retries too.
 RETRY_STATUSES = SERVER_ERRORS | {429}
 
 
@@ -181,7 +181,7 @@ def _field(body: Mapping[str, Any], snake: str) -> Any:
 # transport
 
 
-def send_with_retries(
+def _send(
     http: httpx.Client,
     make_request: Callable[[], httpx.Request],
     *,
@@ -189,42 +189,16 @@ def send_with_retries(
     retry: RetryPolicy,
     log: Logger,
 ) -> httpx.Response:
-    """Send until a response that is not worth retrying; the last one is returned.
-
-    Connection errors and the statuses in `retry` are tried again; after the last
-    attempt an `ArtifactError` says what kept failing.
-    """
-    problem = ""
-    for attempt in range(1, retry.attempts + 1):
-        try:
-            response = http.send(make_request())
-        except httpx.TransportError as exc:
-            problem = f"{type(exc).__name__}: {exc}"
-        else:
-            if response.status_code not in RETRY_STATUSES:
-                return response
-            problem = f"HTTP {response.status_code} {_message(response)}".rstrip()
-        if attempt < retry.attempts:
-            delay = retry.delay(attempt)
-            log.info(
-                f"{what}: attempt {attempt} of {retry.attempts} failed ({problem}); retrying in {delay:.1f}s"
-            )
-            time.sleep(delay)
-    raise ArtifactError(
-        f"{what} failed {retry.attempts} times, the last time with {problem}",
+    return send_with_retries(
+        http,
+        make_request,
+        what=what,
+        retry=retry,
+        log=log,
+        error=ArtifactError,
         hint="GitHub's artifact service may be having trouble; re-run the job later",
+        statuses=RETRY_STATUSES,
     )
-
-
-def _message(response: httpx.Response) -> str:
-    """Twirp errors carry `{code, msg}`; blob storage errors are XML; keep it short."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200]
-    if isinstance(body, dict):
-        return str(body.get("msg") or body.get("message") or body)[:200]
-    return str(body)[:200]
 
 
 class ResultsService:
@@ -248,12 +222,10 @@ class ResultsService:
         def request() -> httpx.Request:
             return self.http.build_request("POST", url, json=dict(body), headers=headers)
 
-        response = send_with_retries(
-            self.http, request, what=method, retry=self.retry, log=self.log
-        )
+        response = _send(self.http, request, what=method, retry=self.retry, log=self.log)
         if not response.is_success:
             refused = ArtifactError(
-                f"{method} was refused: HTTP {response.status_code} {_message(response)}".rstrip()
+                f"{method} was refused: HTTP {response.status_code} {error_message(response)}".rstrip()
             )
             refused.status = response.status_code
             raise refused
@@ -300,7 +272,7 @@ def upload_blob(
         url = base.copy_merge_params({"comp": "block", "blockid": block})
         put = functools.partial(http.build_request, "PUT", url, content=chunk, headers=headers)
         _check_blob(
-            send_with_retries(http, put, what="Uploading a block", retry=retry, log=log),
+            _send(http, put, what="Uploading a block", retry=retry, log=log),
             "Uploading a block",
         )
         digest.update(chunk)
@@ -316,14 +288,14 @@ def upload_blob(
         | {"Content-Type": "application/xml", "x-ms-blob-content-type": content_type},
     )
     what = "Committing the block list"
-    _check_blob(send_with_retries(http, commit, what=what, retry=retry, log=log), what)
+    _check_blob(_send(http, commit, what=what, retry=retry, log=log), what)
     return progress.done, digest.hexdigest()
 
 
 def _check_blob(response: httpx.Response, what: str) -> None:
     if not response.is_success:
         raise ArtifactError(
-            f"{what} was refused by blob storage: HTTP {response.status_code} {_message(response)}".rstrip()
+            f"{what} was refused by blob storage: HTTP {response.status_code} {error_message(response)}".rstrip()
         )
 
 

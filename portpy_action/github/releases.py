@@ -3,13 +3,15 @@
 The release is found by tag (drafts included) or created; an asset with the
 same name is deleted before the upload, so a re-run replaces rather than fails
 (REFERENCE §5). The token is sent to the API host and to the upload host the
-API names, never anywhere else, and redirects are not followed.
+API names, never anywhere else, and redirects are not followed. API calls are
+retried; the upload itself is not (a half-finished upload leaves a `starter`
+asset that a re-run replaces).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,9 @@ import httpx
 
 from portpy_action.errors import PortpyError
 from portpy_action.github.artifacts import mime_type
+from portpy_action.http import USER_AGENT, OriginTokenAuth, error_message, send_with_retries
 from portpy_action.log import Logger
+from portpy_action.retry import DEFAULT_RETRY, RetryPolicy
 
 # `…/assets{?name,label}`: the part in braces is a URI template, not part of the address.
 _TEMPLATE_RE = re.compile(r"\{[^}]*\}$")
@@ -39,24 +43,6 @@ class ReleaseAsset:
     url: str  # browser_download_url: where users download it
 
 
-def origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
-    parsed = httpx.URL(url)
-    return parsed.scheme, parsed.host, parsed.port
-
-
-class _TokenForHosts(httpx.Auth):
-    """Bearer token on requests to the allowed origins only."""
-
-    def __init__(self, token: str | None, allowed: set[tuple[str, str, int | None]]) -> None:
-        self.token = token
-        self.allowed = allowed
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self.token and origin(request.url) in self.allowed:
-            request.headers["Authorization"] = f"Bearer {self.token}"
-        yield request
-
-
 class ReleasesAPI:
     """The few REST calls this needs, for one repository."""
 
@@ -66,20 +52,25 @@ class ReleasesAPI:
         repository: str,
         token: str | None,
         *,
+        log: Logger,
         transport: httpx.BaseTransport | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.repository = repository
-        self._auth = _TokenForHosts(token, {origin(self.api_url)})
+        self.log = log
+        self.retry = retry
+        self._auth = OriginTokenAuth(token, self.api_url)
         self.http = httpx.Client(
             auth=self._auth,
             transport=transport,
             follow_redirects=False,
+            # Uploads of large archives take longer than the API's small documents.
             timeout=httpx.Timeout(120.0, connect=15.0),
             headers={
                 "Accept": "application/vnd.github+json",
                 "X-GitHub-Api-Version": "2022-11-28",
-                "User-Agent": "portable-python-action",
+                "User-Agent": USER_AGENT,
             },
         )
 
@@ -90,27 +81,44 @@ class ReleasesAPI:
         self.http.close()
 
     # -- requests -----------------------------------------------------------
+    def _send(self, method: str, url: str, what: str, **kwargs: Any) -> httpx.Response:
+        """A small API call, retried on connection errors, 429 and 5xx."""
+        return send_with_retries(
+            self.http,
+            lambda: self.http.build_request(method, url, **kwargs),
+            what=what,
+            retry=self.retry,
+            log=self.log,
+            error=ReleaseError,
+            hint="GitHub's API may be having trouble; re-run the job later",
+        )
+
     def _repo_url(self, path: str) -> str:
         return f"{self.api_url}/repos/{self.repository}/{path}"
 
     def _json(self, response: httpx.Response, what: str) -> Any:
         if not response.is_success:
             raise ReleaseError(
-                f"{what}: HTTP {response.status_code} {_message(response)}".rstrip(),
+                f"{what}: HTTP {response.status_code} {error_message(response)}".rstrip(),
                 hint=_hint(response.status_code),
             )
         return response.json()
 
     def find_release(self, tag: str) -> dict[str, Any] | None:
         """The release for `tag`, published or draft; None when there is none."""
-        response = self.http.get(self._repo_url(f"releases/tags/{quote(tag, safe='')}"))
+        response = self._send(
+            "GET", self._repo_url(f"releases/tags/{quote(tag, safe='')}"), f"Looking up `{tag}`"
+        )
         if response.status_code != 404:
             release: dict[str, Any] = self._json(response, f"Looking up the release `{tag}`")
             return release
         # Drafts have no tag yet as far as that call is concerned: search the list.
         for page in range(1, MAX_RELEASE_PAGES + 1):
-            response = self.http.get(
-                self._repo_url("releases"), params={"per_page": PER_PAGE, "page": page}
+            response = self._send(
+                "GET",
+                self._repo_url("releases"),
+                "Listing releases",
+                params={"per_page": PER_PAGE, "page": page},
             )
             releases = self._json(response, "Listing releases")
             for candidate in releases:
@@ -125,46 +133,53 @@ class ReleasesAPI:
         body: dict[str, Any] = {"tag_name": tag, "name": tag, "draft": draft}
         if commit:  # a new tag points at the commit that was built, not the branch head
             body["target_commitish"] = commit
+        what = f"Creating the release `{tag}`"
         created: dict[str, Any] = self._json(
-            self.http.post(self._repo_url("releases"), json=body), f"Creating the release `{tag}`"
+            self._send("POST", self._repo_url("releases"), what, json=body), what
         )
         return created
 
     def publish(self, release: dict[str, Any]) -> dict[str, Any]:
-        response = self.http.patch(
-            self._repo_url(f"releases/{release['id']}"), json={"draft": False}
+        what = f"Publishing the release `{release['tag_name']}`"
+        response = self._send(
+            "PATCH", self._repo_url(f"releases/{release['id']}"), what, json={"draft": False}
         )
-        published: dict[str, Any] = self._json(
-            response, f"Publishing the release `{release['tag_name']}`"
-        )
+        published: dict[str, Any] = self._json(response, what)
         return published
 
     def assets(self, release: dict[str, Any]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         for page in range(1, MAX_RELEASE_PAGES + 1):
-            response = self.http.get(
+            what = f"Listing the assets of `{release['tag_name']}`"
+            response = self._send(
+                "GET",
                 self._repo_url(f"releases/{release['id']}/assets"),
+                what,
                 params={"per_page": PER_PAGE, "page": page},
             )
-            batch = self._json(response, f"Listing the assets of `{release['tag_name']}`")
+            batch = self._json(response, what)
             found.extend(batch)
             if len(batch) < PER_PAGE:
                 break
         return found
 
     def delete_asset(self, asset: dict[str, Any]) -> None:
-        response = self.http.delete(self._repo_url(f"releases/assets/{asset['id']}"))
+        response = self._send(
+            "DELETE",
+            self._repo_url(f"releases/assets/{asset['id']}"),
+            f"Deleting the asset `{asset['name']}`",
+        )
         if response.status_code == 404:  # already gone: what we wanted
             return
         if not response.is_success:
             raise ReleaseError(
-                f"Replacing the asset `{asset['name']}` failed: HTTP {response.status_code} {_message(response)}".rstrip(),
+                f"Replacing the asset `{asset['name']}` failed: HTTP {response.status_code} {error_message(response)}".rstrip(),
                 hint=_hint(response.status_code),
             )
 
     def upload_asset(self, release: dict[str, Any], path: Path, name: str) -> dict[str, Any]:
         upload_url = upload_address(str(release["upload_url"]))
-        self._auth.allowed.add(origin(upload_url))
+        self._auth.allow(upload_url)
         with path.open("rb") as body:
             response = self.http.post(
                 upload_url,
@@ -177,7 +192,7 @@ class ReleasesAPI:
             )
         if response.status_code == 422 and not _already_exists(response):
             raise ReleaseError(
-                f"The release `{release['tag_name']}` refuses new assets ({_message(response)})",
+                f"The release `{release['tag_name']}` refuses new assets ({error_message(response)})",
                 hint="It is probably immutable: create it as a draft, let the action attach the "
                 "assets, then publish it",
             )
@@ -198,14 +213,6 @@ def _already_exists(response: httpx.Response) -> bool:
     except (ValueError, AttributeError):
         return False
     return any(isinstance(e, dict) and e.get("code") == "already_exists" for e in errors)
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200]
-    return str(body.get("message", body) if isinstance(body, dict) else body)[:200]
 
 
 def _hint(status: int) -> str:

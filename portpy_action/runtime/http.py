@@ -1,60 +1,32 @@
 """HTTP for the runtime stage: one client, a token that only the API origin sees, retries.
 
-The token is attached by an `httpx.Auth` that compares origins, so a request to
-any other host (a download host, a mirror, a redirect target) cannot carry it,
-whichever code path sends it. Retries follow the tool's one
-`RetryPolicy` (portpy_action/retry.py).
+The token is attached by `OriginTokenAuth` for the API origin only, so a
+download host, a mirror or a redirect target cannot receive it. Retries follow
+the tool's one `RetryPolicy`, and rate limits wait as long as the server asks.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
-from portpy_action import __version__
 from portpy_action.errors import RuntimeFetchError
+from portpy_action.http import TIMEOUT, USER_AGENT, OriginTokenAuth
 from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, SERVER_ERRORS, RetryPolicy, Sleep
 
-TIMEOUT = httpx.Timeout(connect=15.0, read=60.0, write=60.0, pool=15.0)
-USER_AGENT = f"portable-python-action/{__version__}"
-
-
 RETRY_STATUSES = SERVER_ERRORS
-
-
-def origin_of(url: httpx.URL | str) -> tuple[str, str, int | None]:
-    url = httpx.URL(str(url))
-    return (url.scheme, url.host, url.port)
-
-
-class ApiTokenAuth(httpx.Auth):
-    """`Authorization: Bearer` for requests to the API origin, and to nothing else."""
-
-    def __init__(self, token: str | None, api_url: str) -> None:
-        self._token = token
-        self._origin = origin_of(api_url)
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self._token and origin_of(request.url) == self._origin:
-            request.headers["Authorization"] = f"Bearer {self._token}"
-        else:
-            request.headers.pop("Authorization", None)
-        yield request
-
-    def __repr__(self) -> str:
-        return f"ApiTokenAuth(origin={self._origin!r})"  # never the token
 
 
 def make_client(token: str | None, api_url: str) -> httpx.Client:
     """The client every runtime request goes through (tests pass their own transport)."""
     return httpx.Client(
-        auth=ApiTokenAuth(token, api_url),
+        auth=OriginTokenAuth(token, api_url),
         timeout=TIMEOUT,
         follow_redirects=True,
         headers={"User-Agent": USER_AGENT},
@@ -63,7 +35,7 @@ def make_client(token: str | None, api_url: str) -> httpx.Client:
 
 def with_token_guard(client: httpx.Client, token: str | None, api_url: str) -> httpx.Client:
     """Make a caller's client send the token only to the API origin, whatever auth it had."""
-    client.auth = ApiTokenAuth(token, api_url)
+    client.auth = OriginTokenAuth(token, api_url)
     return client
 
 

@@ -9,6 +9,7 @@ Symlinks and executable bits are kept, or a bundle would not run.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import shutil
@@ -39,6 +40,15 @@ _ZIP_UNIX = 3  # create_system of entries made on Unix: only they carry a mode
 
 # What ISA-L raises on a corrupt deflate stream (its stub calls it an instance).
 _INFLATE_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB pieces (archives can be large)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class ArchiveError(PortpyError):

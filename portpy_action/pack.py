@@ -10,7 +10,6 @@ place only when complete, together with a `sha256sum -c` file.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import lzma
 import os
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from portpy_action.archives import sha256_file
 from portpy_action.blockgzip import BlockGzipWriter
 from portpy_action.errors import BundleError, PortpyError
 
@@ -224,38 +224,30 @@ def write_archive(root: Path, out: BinaryIO, *, format: str, mtime: int) -> None
         _write_tar(stream, root, mtime)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as data:
-        while chunk := data.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def pack(root: Path, archive: Path, *, format: str, mtime: int = DEFAULT_MTIME) -> PackedArchive:
     """Pack `root` into `archive` and write `archive`.sha256 beside it.
 
     Nothing appears under either final name until both are complete.
     """
-    sha256_file = archive.with_name(archive.name + ".sha256")
+    sum_file = archive.with_name(archive.name + ".sha256")
     temps: list[Path] = []
     try:
         temp = _temp_beside(archive, temps)
         with temp.open("wb") as out:
             write_archive(root, out, format=format, mtime=mtime)
         os.chmod(temp, 0o644)
-        sha256 = file_sha256(temp)
+        sha256 = sha256_file(temp)
         size = temp.stat().st_size
-        temp_sum = _temp_beside(sha256_file, temps)
+        temp_sum = _temp_beside(sum_file, temps)
         temp_sum.write_text(f"{sha256}  {archive.name}\n", encoding="utf-8")
         os.chmod(temp_sum, 0o644)
         os.replace(temp, archive)
-        os.replace(temp_sum, sha256_file)
+        os.replace(temp_sum, sum_file)
     except BaseException:
         for path in temps:
             path.unlink(missing_ok=True)
         raise
-    return PackedArchive(archive, sha256, size, sha256_file)
+    return PackedArchive(archive, sha256, size, sum_file)
 
 
 def _temp_beside(path: Path, temps: list[Path]) -> Path:

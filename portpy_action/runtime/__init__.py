@@ -18,11 +18,12 @@ from pathlib import Path
 
 import httpx
 
+from portpy_action.archives import sha256_file
 from portpy_action.errors import InputError, RuntimeFetchError
 from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
 from portpy_action.runtime import releases
-from portpy_action.runtime.download import cached_download, sha256_file
+from portpy_action.runtime.download import cached_download
 from portpy_action.runtime.http import make_client, with_token_guard
 from portpy_action.runtime.releases import AssetName, Release
 from portpy_action.runtime.sysconfig import fix_sysconfig

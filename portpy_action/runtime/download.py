@@ -7,7 +7,6 @@ after its sha256 matched, and a cached file is checked again before each use.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from portpy_action.archives import sha256_file
 from portpy_action.errors import RuntimeFetchError
 from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
@@ -23,14 +23,6 @@ from portpy_action.runtime.releases import Release
 
 CHUNK = 256 * 1024
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cached_download(

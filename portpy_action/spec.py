@@ -118,10 +118,6 @@ class RuntimeRequest:
     api_url: str = DEFAULT_API_URL
     token: str | None = field(default=None, repr=False)
 
-    @property
-    def download_base(self) -> str:
-        return self.mirror or PBS_DOWNLOAD_BASE
-
 
 @dataclass(frozen=True)
 class BuildSpec:

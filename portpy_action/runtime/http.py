@@ -20,8 +20,6 @@ from portpy_action.http import TIMEOUT, USER_AGENT, OriginTokenAuth
 from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, SERVER_ERRORS, RetryPolicy, Sleep
 
-RETRY_STATUSES = SERVER_ERRORS
-
 
 def make_client(token: str | None, api_url: str) -> httpx.Client:
     """The client every runtime request goes through (tests pass their own transport)."""
@@ -128,7 +126,7 @@ def open_with_retries(
             continue
 
         limited = rate_limit_wait(response)
-        if response.status_code in RETRY_STATUSES or limited is not None:
+        if response.status_code in SERVER_ERRORS or limited is not None:
             response.close()
             if limited is not None and limited > policy.rate_limit_cap:
                 raise rate_limit_error(

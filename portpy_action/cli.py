@@ -11,12 +11,16 @@ import argparse
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from portpy_action import __version__
 from portpy_action.errors import InputError, PortpyError
 from portpy_action.log import Logger
 from portpy_action.options import action_inputs
 from portpy_action.spec import BuildSpec, load_config
+
+if TYPE_CHECKING:
+    from portpy_action.runtime.releases import Release
 
 # Which action.yml inputs each command takes. The rest (mode, artifact and
 # release inputs) only mean something on GitHub and belong to the action.
@@ -118,27 +122,31 @@ def _print_results(results: Mapping[str, object]) -> None:
         print(f"{key}={value}")
 
 
-def _spec(values: Mapping[str, str], base_dir: Path | None = None) -> BuildSpec:
-    return BuildSpec.from_inputs(values, base_dir=base_dir)
+def _spec(values: Mapping[str, str], log: Logger, base_dir: Path | None = None) -> BuildSpec:
+    """The validated spec; its token is masked before anything else is printed."""
+    spec = BuildSpec.from_inputs(values, base_dir=base_dir)
+    if spec.github_token:
+        log.mask(spec.github_token)
+    return spec
+
+
+def _release_results(release: Release) -> dict[str, object]:
+    return {
+        "python-version": release.version,
+        "python-build-tag": release.tag,
+        "target": release.target,
+        "asset": release.asset_name,
+    }
 
 
 def run_fetch(args: argparse.Namespace, log: Logger) -> int:
     from portpy_action.runtime import fetch_runtime
 
-    spec = _spec(_given(args, RUNTIME_INPUTS) | {"project-dir": ""})
-    if spec.github_token:
-        log.mask(spec.github_token)
+    spec = _spec(_given(args, RUNTIME_INPUTS) | {"project-dir": ""}, log)
     runtime = fetch_runtime(spec.runtime, args.dest.resolve(), log=log)
-    release = runtime.release
     _print_results(
-        {
-            "python-version": release.version,
-            "python-build-tag": release.tag,
-            "target": release.target,
-            "asset": release.asset_name,
-            "sha256": release.sha256,
-            "python": runtime.python,
-        }
+        _release_results(runtime.release)
+        | {"sha256": runtime.release.sha256, "python": runtime.python}
     )
     return 0
 
@@ -146,18 +154,11 @@ def run_fetch(args: argparse.Namespace, log: Logger) -> int:
 def run_check(args: argparse.Namespace, log: Logger) -> int:
     from portpy_action.runtime import resolve_release
 
-    spec = _spec(_given(args, CHECK_INPUTS))
-    if spec.github_token:
-        log.mask(spec.github_token)
+    spec = _spec(_given(args, CHECK_INPUTS), log)
     release = resolve_release(spec.runtime, log=log)
     _print_results(
-        {
-            "python-version": release.version,
-            "python-build-tag": release.tag,
-            "target": release.target,
-            "asset": release.asset_name,
-            "archive-name": spec.archive_name(release.version, release.target),
-        }
+        _release_results(release)
+        | {"archive-name": spec.archive_name(release.version, release.target)}
     )
     return 0
 
@@ -166,9 +167,9 @@ def run_build(args: argparse.Namespace, log: Logger) -> int:
     flags = _given(args, BUILD_INPUTS)
     if args.config:
         config = args.config.resolve()
-        specs = [_spec(bundle | flags, base_dir=config.parent) for bundle in load_config(config)]
+        specs = [_spec(bundle | flags, log, config.parent) for bundle in load_config(config)]
     else:
-        specs = [_spec(flags)]
+        specs = [_spec(flags, log)]
     names = [spec.archive_name("X", spec.runtime.target) for spec in specs]
     if len(set(names)) != len(names):
         raise InputError(
@@ -179,8 +180,6 @@ def run_build(args: argparse.Namespace, log: Logger) -> int:
     from portpy_action.build import build  # after validation: bad input fails fast
 
     for spec in specs:
-        if spec.github_token:
-            log.mask(spec.github_token)
         result = build(spec, log=log)
         if args.table:
             from portpy_action.check import format_report_table
@@ -204,7 +203,7 @@ def run_build(args: argparse.Namespace, log: Logger) -> int:
 def run_verify(args: argparse.Namespace, log: Logger) -> int:
     from portpy_action.check import format_report_table, verify_archive
 
-    spec = _spec(_given(args, POLICY_INPUTS) | {"project-dir": ""})
+    spec = _spec(_given(args, POLICY_INPUTS) | {"project-dir": ""}, log)
     archive = args.archive.resolve()
     if not archive.is_file():
         raise InputError(

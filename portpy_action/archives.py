@@ -1,30 +1,39 @@
 """Unpacking archives without trusting them: tar.gz, tar.xz, tar.zst and zip.
 
 Used for pbs runtimes (fetched from the network) and for any bundle given to
-`portpy verify`. Every entry is checked before a single byte is written: no
-absolute names, no `..`, no links that lead outside the destination, no devices
-or fifos. Tar members then also pass through tarfile's own `data` filter.
-Symlinks and executable bits are kept, or a bundle would not run.
+`portpy verify`. Entries stream from the archive into `SafeTree`, which writes
+only through descriptors of folders inside the destination and makes symlinks
+last (see safe_tree.py); tarfile's extraction and its `data` filter are not
+used, since on Pythons before the 2025 fixes that filter can be slipped past.
+Devices and fifos are refused; symlinks, executable bits and tar mtimes are
+kept, or a bundle would not run (or would recompile its byte code).
+
+An archive may not unpack to more than `Limits` allow (bytes and entries;
+`PORTPY_MAX_UNPACK` / `PORTPY_MAX_UNPACK_ENTRIES` override), so a small
+compressed bomb cannot fill the disk. On any failure, what this unpacking added
+to the destination is removed again.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import lzma
 import os
-import posixpath
 import shutil
 import stat
 import tarfile
-import tempfile
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 from isal import igzip, isal_zlib
 
 from portpy_action.errors import PortpyError
+from portpy_action.safe_tree import Refused, SafeTree, split_name
 
 FORMATS = {
     ".tar.gz": "tar.gz",
@@ -55,6 +64,52 @@ class ArchiveError(PortpyError):
     """An archive that is unreadable, or whose entries would escape the destination."""
 
 
+class WrongTopError(ArchiveError):
+    """An entry outside the one top-level folder the caller asked for."""
+
+
+class DiskFullError(ArchiveError):
+    """The file system filled up while unpacking: not the archive's fault."""
+
+
+_GIB = 1 << 30
+MAX_UNPACK_ENV = "PORTPY_MAX_UNPACK"
+MAX_ENTRIES_ENV = "PORTPY_MAX_UNPACK_ENTRIES"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The most an archive may unpack to: total bytes of its files, and entries."""
+
+    max_bytes: int
+    max_entries: int
+
+    def from_env(self) -> Limits:
+        """These limits, with `PORTPY_MAX_UNPACK` (bytes) and `..._ENTRIES` overriding."""
+        return Limits(
+            max_bytes=_env_count(MAX_UNPACK_ENV, self.max_bytes),
+            max_entries=_env_count(MAX_ENTRIES_ENV, self.max_entries),
+        )
+
+
+# A pbs install_only runtime unpacks to about 100-250 MB in some 5,000 files; a
+# bundle with large ML wheels can reach several GiB in 100,000 files.
+RUNTIME_LIMITS = Limits(max_bytes=4 * _GIB, max_entries=200_000)
+BUNDLE_LIMITS = Limits(max_bytes=16 * _GIB, max_entries=1_000_000)
+
+
+def _env_count(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) == 0:
+        raise PortpyError(
+            f"{name} is `{text}`, not a positive whole number",
+            hint=f"Set {name} to a count (bytes for {MAX_UNPACK_ENV}), or unset it",
+        )
+    return int(text)
+
+
 def archive_format(archive: Path) -> str:
     name = archive.name.lower()
     for suffix, kind in FORMATS.items():
@@ -67,97 +122,208 @@ def archive_format(archive: Path) -> str:
     )
 
 
-def unsafe_reason(name: str, *, link: str | None = None, hard: bool = False) -> str | None:
-    """Why an entry called `name` (a link to `link`) could write outside, or None."""
-    path = PurePosixPath(name)
-    if path.is_absolute():
-        return "has an absolute path"
-    if ".." in path.parts:
-        return "has a `..` component"
-    if link is not None:
-        base = "" if hard else posixpath.dirname(name)
-        target = posixpath.normpath(posixpath.join(base, link))
-        if link.startswith("/") or target == ".." or target.startswith("../"):
-            kind = "hard link" if hard else "symlink"
-            return f"is a {kind} pointing outside the archive (`{link}`)"
-    return None
-
-
 def _refuse(archive: Path, name: str, why: str) -> ArchiveError:
-    return ArchiveError(f"`{archive.name}` is unsafe: entry `{name}` {why}", file=archive)
+    shown = name if len(name) <= 200 else f"{name[:100]}…{name[-60:]}"  # hostile names run long
+    return ArchiveError(f"`{archive.name}` is unsafe: entry `{shown}` {why}", file=archive)
 
 
-def unpack(archive: Path, dest: Path) -> None:
-    """Unpack `archive` into the existing folder `dest`, refusing unsafe entries first."""
+def unpack(
+    archive: Path, dest: Path, *, top: str | None = None, limits: Limits | None = None
+) -> None:
+    """Unpack `archive` into the existing folder `dest`, refusing unsafe entries.
+
+    With `top`, every entry must lie in the folder of that name (checked before
+    the entry is written). `limits` defaults to `BUNDLE_LIMITS` (env overrides).
+    """
     kind = archive_format(archive)
+    limits = limits or BUNDLE_LIMITS.from_env()
+    before = set(os.listdir(dest))
     try:
+        _unpack(archive, dest, kind, top, _Budget(archive, limits))
+    except BaseException:
+        _remove_added(dest, before)
+        raise
+
+
+def _unpack(archive: Path, dest: Path, kind: str, top: str | None, budget: _Budget) -> None:
+    tree = SafeTree(dest)
+    try:
+        writer = _Writer(archive, tree, top, budget)
         if kind == "zip":
-            _unpack_zip(archive, dest)
+            _unpack_zip(archive, writer)
         else:
-            with _open_tar(archive, kind) as tar:
-                members = tar.getmembers()
-                for member in members:
-                    _check_tar_member(member, archive)
-                if hasattr(tarfile, "data_filter"):
-                    # Defence in depth: the stdlib's own checks run as well as ours.
-                    tar.extractall(dest, members=members, filter="data")
-                else:  # Python < 3.10.12 / 3.11.4: the checks above are the only ones
-                    tar.extractall(dest, members=members)
-                _read_to_the_end(tar)
+            _unpack_tar(archive, kind, writer)
+        try:
+            tree.finish()
+        except Refused as exc:
+            raise _refuse(archive, exc.name, str(exc)) from None
     except ArchiveError:
         raise
-    except (
-        tarfile.TarError,
-        zipfile.BadZipFile,
-        _INFLATE_ERROR,
-        EOFError,
-        OSError,
-        ValueError,
-    ) as exc:
-        raise ArchiveError(
-            f"`{archive.name}` cannot be unpacked: {exc}",
-            hint=f"Check that the file is complete and really is a {kind}",
-            file=archive,
-        ) from exc
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(
+                f"the disk is full: unpacking `{archive.name}` into {dest} stopped",
+                hint=f"Free space on the file system that holds {dest}, or unpack elsewhere",
+                file=archive,
+            ) from exc
+        raise _unreadable(archive, kind, exc) from exc
+    except _UNREADABLE + _zstd_errors() as exc:
+        raise _unreadable(archive, kind, exc) from exc
+    finally:
+        tree.close()
 
 
-def _check_tar_member(member: tarfile.TarInfo, archive: Path) -> None:
-    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        raise _refuse(archive, member.name, "is a device, fifo or other special file")
-    link = member.linkname if (member.issym() or member.islnk()) else None
-    why = unsafe_reason(member.name, link=link, hard=member.islnk())
-    if why:
-        raise _refuse(archive, member.name, why)
+# What a corrupt or cut-off archive raises while it is read.
+_UNREADABLE: tuple[type[Exception], ...] = (
+    tarfile.TarError,
+    zipfile.BadZipFile,
+    lzma.LZMAError,
+    _INFLATE_ERROR,
+    EOFError,
+    ValueError,
+)
 
 
-def _read_to_the_end(tar: tarfile.TarFile) -> None:
-    """Read past the end-of-archive blocks: gzip's CRC and xz's check are verified only there."""
-    if tar.fileobj is not None:
-        while tar.fileobj.read(1 << 20):
+def _unreadable(archive: Path, kind: str, exc: BaseException) -> ArchiveError:
+    return ArchiveError(
+        f"`{archive.name}` cannot be unpacked: {exc}",
+        hint=f"Check that the file is complete and really is a {kind}",
+        file=archive,
+    )
+
+
+def _remove_added(dest: Path, before: set[str]) -> None:
+    """Take back what a failed unpacking put into `dest` (rmtree never follows symlinks)."""
+    for name in set(os.listdir(dest)) - before:
+        path = dest / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+class _Budget:
+    """Counts entries and bytes against `Limits` as they are written."""
+
+    def __init__(self, archive: Path, limits: Limits) -> None:
+        self.archive = archive
+        self.limits = limits
+        self.entries = 0
+        self.bytes = 0
+
+    def entry(self) -> None:
+        self.entries += 1
+        if self.entries > self.limits.max_entries:
+            raise ArchiveError(
+                f"`{self.archive.name}` has more than {self.limits.max_entries:,} entries",
+                hint=f"If the archive is genuine, raise the limit with {MAX_ENTRIES_ENV}",
+                file=self.archive,
+            )
+
+    def take(self, size: int) -> None:
+        self.bytes += size
+        if self.bytes > self.limits.max_bytes:
+            raise ArchiveError(
+                f"`{self.archive.name}` unpacks to more than {self.limits.max_bytes:,} bytes",
+                hint=f"If the archive is genuine, raise the limit with {MAX_UNPACK_ENV} (bytes)",
+                file=self.archive,
+            )
+
+    def chunks(self, source: IO[bytes], declared: int | None = None) -> Iterator[bytes]:
+        """`source` in 1 MiB pieces, refused as soon as the total passes the limit."""
+        if declared is not None and self.bytes + declared > self.limits.max_bytes:
+            self.take(declared)  # refuse before writing a byte of it
+        while chunk := source.read(1 << 20):
+            self.take(len(chunk))
+            yield chunk
+
+
+def _file_mode(mode: int) -> int:
+    """Owner may read and write; group and others may not write; exec bits only with the owner's."""
+    mode = (stat.S_IMODE(mode) & 0o755) | 0o600
+    return mode if mode & stat.S_IXUSR else mode & ~0o111
+
+
+class _Writer:
+    """One archive's entries into a SafeTree: names checked, top checked, budget kept."""
+
+    def __init__(self, archive: Path, tree: SafeTree, top: str | None, budget: _Budget) -> None:
+        self.archive = archive
+        self.tree = tree
+        self.top = top
+        self.budget = budget
+
+    def parts(self, name: str) -> tuple[str, ...]:
+        self.budget.entry()
+        try:
+            parts = split_name(name)
+        except Refused as exc:
+            raise _refuse(self.archive, name, str(exc)) from None
+        if self.top is not None and parts and parts[0] != self.top:
+            raise WrongTopError(
+                f"`{self.archive.name}` has `{name}` outside its `{self.top}/` folder",
+                file=self.archive,
+            )
+        return parts
+
+    def run(self, name: str, action: str, *args: object) -> None:
+        """Call `tree.<action>(parts, *args)`, turning a refusal into the user's error."""
+        parts = self.parts(name)
+        if not parts and action == "mkdir":
+            return  # `./`: the destination itself
+        try:
+            getattr(self.tree, action)(parts, *args)
+        except Refused as exc:
+            raise _refuse(self.archive, name, str(exc)) from None
+
+
+# ----------------------------------------------------------------------------
+# tar
+
+
+def _unpack_tar(archive: Path, kind: str, writer: _Writer) -> None:
+    with ExitStack() as stack:
+        plain = stack.enter_context(_decompressed(archive, kind))
+        # Stream mode: one pass, members read in order, never a member whole in memory.
+        tar = stack.enter_context(tarfile.open(fileobj=plain, mode="r|", bufsize=1 << 20))
+        for member in tar:
+            _unpack_member(tar, member, writer)
+        # Read past the end-of-archive blocks: gzip's CRC and xz's check are verified only there.
+        while plain.read(1 << 20):
             pass
 
 
-@contextmanager
-def _open_tar(archive: Path, kind: str) -> Iterator[tarfile.TarFile]:
+def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, writer: _Writer) -> None:
+    name = member.name
+    if member.isdir():
+        writer.run(name, "mkdir")
+    elif member.issym():
+        writer.run(name, "symlink", member.linkname)
+    elif member.islnk():
+        try:
+            target = split_name(member.linkname)
+        except Refused as exc:
+            raise _refuse(writer.archive, name, f"is a hard link that {exc}") from None
+        writer.run(name, "hardlink", target)
+    elif member.isreg() and not member.issparse():
+        source = tar.extractfile(member)
+        assert source is not None  # a regular member always has data
+        chunks = writer.budget.chunks(source, declared=member.size)
+        writer.run(name, "write_file", chunks, _file_mode(member.mode), member.mtime)
+    else:
+        raise _refuse(writer.archive, name, "is a device, fifo, sparse or other special file")
+
+
+def _decompressed(archive: Path, kind: str) -> IO[bytes]:
     if kind == "tar.gz":
-        # ISA-L inflates about twice as fast as zlib, and the members are read twice:
-        # once to check them all, once to extract.
-        plain = igzip.open(archive, "rb")  # type: ignore[no-untyped-call]
-        with plain, tarfile.open(fileobj=plain, mode="r:") as tar:
-            yield tar
-        return
-    if kind != "tar.zst":
-        with tarfile.open(archive, mode="r:*") as tar:
-            yield tar
-        return
-    # Checking every member before extracting needs a seekable tar: decompress to a temp file.
-    with tempfile.TemporaryFile() as plain:
-        _unzstd(archive, plain)
-        with tarfile.open(fileobj=plain, mode="r:") as tar:
-            yield tar
+        # ISA-L inflates about twice as fast as zlib.
+        return igzip.open(archive, "rb")  # type: ignore[no-any-return,no-untyped-call]
+    if kind == "tar.xz":
+        return lzma.open(archive, "rb")
+    return _unzstd(archive)
 
 
-def _unzstd(archive: Path, out: IO[bytes]) -> None:
+def _unzstd(archive: Path) -> IO[bytes]:
     try:
         import zstandard
     except ImportError as exc:
@@ -165,34 +331,44 @@ def _unzstd(archive: Path, out: IO[bytes]) -> None:
             f"`{archive.name}` is zstd-compressed and the `zstandard` package is missing",
             hint="Reinstall portable-python-action: zstandard is one of its dependencies",
         ) from exc
+    return zstandard.ZstdDecompressor().stream_reader(archive.open("rb"))
+
+
+def _zstd_errors() -> tuple[type[Exception], ...]:
     try:
-        with archive.open("rb") as raw:
-            zstandard.ZstdDecompressor().copy_stream(raw, out)
-    except zstandard.ZstdError as exc:
-        raise ArchiveError(f"`{archive.name}` cannot be unpacked: {exc}", file=archive) from exc
-    out.seek(0)
+        import zstandard
+    except ImportError:
+        return ()
+    return (zstandard.ZstdError,)
 
 
-def _unpack_zip(archive: Path, dest: Path) -> None:
+# ----------------------------------------------------------------------------
+# zip
+
+# The longest symlink target read from a zip entry (Linux's PATH_MAX).
+_MAX_LINK = 4096
+
+
+def _unpack_zip(archive: Path, writer: _Writer) -> None:
     with zipfile.ZipFile(archive) as zipped:
-        entries = []
         for info in zipped.infolist():
             mode = info.external_attr >> 16 if info.create_system == _ZIP_UNIX else 0
-            link = zipped.read(info).decode() if stat.S_ISLNK(mode) else None
-            why = unsafe_reason(info.filename, link=link)
-            if why:
-                raise _refuse(archive, info.filename, why)
-            entries.append((info, mode, link))
-        for info, mode, link in entries:
-            target = dest / info.filename
+            kind = stat.S_IFMT(mode)
+            name = info.filename
             if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if link is not None:
-                os.symlink(link, target)
-                continue
-            with zipped.open(info) as src, target.open("wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            # Keep the executable bits; entries without a Unix mode get 0644.
-            target.chmod((stat.S_IMODE(mode) & 0o755) | 0o600 if mode else 0o644)
+                writer.run(name, "mkdir")
+            elif kind == stat.S_IFLNK:
+                with zipped.open(info) as source:
+                    link = source.read(_MAX_LINK + 1)
+                if len(link) > _MAX_LINK:
+                    raise _refuse(writer.archive, name, "is a symlink with an overlong target")
+                writer.run(name, "symlink", link.decode("utf-8", "surrogateescape"))
+            elif kind in (0, stat.S_IFREG):
+                # Keep the executable bits; entries without a Unix mode get 0644.
+                with zipped.open(info) as source:
+                    chunks = writer.budget.chunks(source, declared=info.file_size)
+                    writer.run(
+                        name, "write_file", chunks, _file_mode(mode) if mode else 0o644, None
+                    )
+            else:
+                raise _refuse(writer.archive, name, "is a device, fifo or other special file")

@@ -27,7 +27,7 @@ from portpy_action.runtime.download import cached_download
 from portpy_action.runtime.http import make_client, with_token_guard
 from portpy_action.runtime.releases import AssetName, Release
 from portpy_action.runtime.sysconfig import fix_sysconfig
-from portpy_action.runtime.unpack import safe_extract
+from portpy_action.runtime.unpack import TOP, safe_extract, staged_runtime
 from portpy_action.spec import RuntimeRequest
 
 __all__ = ["Release", "Runtime", "fetch_runtime", "resolve_release"]
@@ -97,19 +97,23 @@ def fetch_runtime(
                     release, request.cache_dir, client=guarded, log=log, retry=retry, sleep=sleep
                 )
 
-    with log.stage("unpack", "Unpack the runtime and fix its build-time paths"):
-        root = safe_extract(archive, dest)
-        python = root / "bin" / "python3"
-        if not python.exists():
+    root = dest / TOP
+    with (
+        log.stage("unpack", "Unpack the runtime and fix its build-time paths"),
+        # Checked while staged: `dest/python` appears only once all of this passed.
+        staged_runtime(archive, dest) as staged,
+    ):
+        if not (staged / "bin" / "python3").exists():
             raise RuntimeFetchError(
                 f"{archive.name} has no python/bin/python3",
                 hint="Use a python-build-standalone install_only archive",
             )
-        fixed = fix_sysconfig(root)
+        fixed = fix_sysconfig(staged, prefix=root)
         if fixed:
             log.info(f"fixed build-time paths and compilers in {len(fixed)} sysconfig files")
-    if not release.version:
-        release = _probed(release, python)
+        if not release.version:
+            release = _probed(release, staged / "bin" / "python3")
+    python = root / "bin" / "python3"
     log.info(f"CPython {release.version} is at {python}")
     return Runtime(root=root, python=python, release=release)
 

@@ -33,38 +33,68 @@ SOURCE_ONLY = ("pip",)
 _MIN_FILES_PER_PROCESS = 100
 
 
+# compileall's own `-i -` reads one name per line and strips each, so a folder
+# called "x\n" would be read as two names, and a name that is not UTF-8 as
+# another; this reads NUL-separated bytes instead and compiles as `compileall -q
+# -f --invalidation-mode unchecked-hash -s <strip>` would. Exit 1: some file
+# did not compile.
+_COMPILE_FILES = """
+import compileall, os, py_compile, sys
+mode = py_compile.PycInvalidationMode.UNCHECKED_HASH
+ok = True
+for name in sys.stdin.buffer.read().split(b"\\0"):
+    if name:
+        ok &= bool(compileall.compile_file(
+            os.fsdecode(name), force=True, quiet=1, invalidation_mode=mode, stripdir=sys.argv[1]
+        ))
+sys.exit(0 if ok else 1)
+"""
+
+
 def compile_command(python: Path, *, strip: Path) -> list[str]:
-    """compileall over the files listed on standard input, one per line."""
+    """compileall over the files named on standard input, NUL-separated."""
     return [
         str(python),
         "-I",  # nothing from the user's environment or site
         "-B",  # its own imports must not leave timestamp pycs behind
-        "-m",
-        "compileall",
-        "-q",
-        "-f",  # timestamp pycs (shipped or left by imports) would count as up to date
-        "--invalidation-mode",
-        "unchecked-hash",
-        "-s",
+        "-c",
+        _COMPILE_FILES,
         str(strip),
-        "-i",
-        "-",
     ]
 
 
+def _control_characters(name: str) -> bool:
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in name)
+
+
+def _refuse_control_characters(path: Path) -> None:
+    raise BundleError(
+        f"{str(path)!r} has a control character (newline, tab, ...) in its name",
+        hint="Rename it: such names break tools that list files one per line",
+        file=path,
+    )
+
+
 def python_sources(folders: Sequence[Path], *, skip: Collection[Path] = ()) -> list[Path]:
-    """Every `.py` file under `folders` (symlinked folders not followed), minus `skip`'s trees."""
+    """Every `.py` file under `folders` (symlinked folders not followed), minus `skip`'s trees.
+
+    A folder or `.py` file whose name holds a control character is refused.
+    """
     skipped = {os.fspath(path) for path in skip}
     found = []
     for top in folders:
         for folder, dirs, files in os.walk(top):
             dirs[:] = sorted(d for d in dirs if os.path.join(folder, d) not in skipped)
-            found += [
-                Path(folder, name)
-                for name in sorted(files)
-                # compileall reads one name per line
-                if name.endswith(".py") and "\n" not in name and os.path.isfile(Path(folder, name))
-            ]
+            for name in dirs:
+                if _control_characters(name):
+                    _refuse_control_characters(Path(folder, name))
+            for name in sorted(files):
+                path = Path(folder, name)
+                if not name.endswith(".py") or not os.path.isfile(path):
+                    continue
+                if _control_characters(name):
+                    _refuse_control_characters(path)
+                found.append(path)
     return found
 
 
@@ -106,14 +136,18 @@ def compile_bytecode(
     command = compile_command(python, strip=strip)
 
     def run(group: list[Path]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        done = subprocess.run(
             command,
             env=env,
-            input="".join(f"{path}\n" for path in group),
+            input=b"".join(os.fsencode(path) + b"\0" for path in group),
             capture_output=True,
-            text=True,
-            errors="replace",
             check=False,
+        )
+        return subprocess.CompletedProcess(
+            done.args,
+            done.returncode,
+            done.stdout.decode(errors="replace"),
+            done.stderr.decode(errors="replace"),
         )
 
     with ThreadPoolExecutor(max_workers=len(groups)) as pool:

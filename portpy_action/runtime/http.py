@@ -7,9 +7,11 @@ the tool's one `RetryPolicy`, and rate limits wait as long as the server asks.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -149,6 +151,30 @@ def open_with_retries(
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
+# The most a release listing or a SHA256SUMS may be (real ones: under 1 MiB): the
+# body is held in memory, and a hostile mirror could send gigabytes.
+MAX_SMALL_BODY = 16 << 20
+
+
+@dataclass(frozen=True)
+class SmallBody:
+    """A small document read whole: its status and (bounded) bytes."""
+
+    status_code: int
+    content: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
 def get_small(
     client: httpx.Client,
     url: str,
@@ -157,21 +183,38 @@ def get_small(
     headers: dict[str, str] | None = None,
     policy: RetryPolicy = DEFAULT_RETRY,
     sleep: Sleep = time.sleep,
-) -> httpx.Response:
-    """GET a small document whole; a body cut short is fetched again."""
+    limit: int = MAX_SMALL_BODY,
+) -> SmallBody:
+    """GET a small document whole; a body cut short is fetched again, one too big refused."""
     for attempt in range(1, policy.attempts + 1):
         with retrying_stream(
             client, url, log=log, headers=headers, policy=policy, sleep=sleep
         ) as r:
             try:
-                r.read()
+                return SmallBody(r.status_code, _read_bounded(r, url, limit))
             except httpx.TransportError as exc:
                 if attempt == policy.attempts:
                     raise RuntimeFetchError(f"reading {url} failed: {exc}") from exc
                 sleep(policy.delay(attempt))
                 continue
-            return r
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _read_bounded(response: httpx.Response, url: str, limit: int) -> bytes:
+    """The (decoded) body, refused as soon as it passes `limit` bytes."""
+    too_big = RuntimeFetchError(
+        f"{url} sent more than {limit >> 20} MiB where a small document was expected",
+        hint="Check `python-mirror`: it should serve the pbs release files unchanged",
+    )
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_big
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            raise too_big
+    return bytes(body)
 
 
 def get_json(

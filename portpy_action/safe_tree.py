@@ -27,6 +27,9 @@ Parts = tuple[str, ...]
 
 # How many symlinks one target may pass through, as Linux allows (MAXSYMLINKS).
 _MAX_HOPS = 40
+# How many path components checking all symlinks of one archive may take: pbs
+# runtimes and bundles need a few thousand; this bounds a hostile archive's cost.
+_MAX_STEPS = 10_000_000
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -63,6 +66,11 @@ class SafeTree:
         self._root = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._links: dict[Parts, str] = {}  # symlinks to make in `finish`, in archive order
         self._parent: tuple[Parts, int] | None = None  # the last parent opened, kept open
+        # Until `finish`, only a root that was not empty can hold symlinks on disk.
+        with os.scandir(self._root) as entries:
+            self._had_entries = any(True for _ in entries)
+        self._on_disk_links: dict[Parts, bool] = {}
+        self._steps = 0  # symlink components followed in `_escape`, for all links together
 
     def close(self) -> None:
         self._drop_parent()
@@ -191,6 +199,9 @@ class SafeTree:
         todo = deque(target.split("/"))
         hops = 0
         while todo:
+            self._steps += 1
+            if self._steps > _MAX_STEPS:
+                return "is one of too many, too deeply nested symlinks to check"
             part = todo.popleft()
             if part in ("", "."):
                 continue
@@ -215,6 +226,13 @@ class SafeTree:
         return None
 
     def _is_symlink_on_disk(self, parts: Parts) -> bool:
+        if not self._had_entries:
+            return False
+        if parts not in self._on_disk_links:
+            self._on_disk_links[parts] = self._lstat_is_symlink(parts)
+        return self._on_disk_links[parts]
+
+    def _lstat_is_symlink(self, parts: Parts) -> bool:
         try:
             parent = self._existing_dir(parts[:-1])
         except Refused:
@@ -269,7 +287,9 @@ class SafeTree:
                     if exc.errno == errno.ENOENT and not create:
                         return None
                     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                        what = "a symlink" if exc.errno == errno.ELOOP else "a file"
+                        # Linux says ENOTDIR for a symlink opened with O_DIRECTORY too.
+                        mode = os.stat(part, dir_fd=current, follow_symlinks=False).st_mode
+                        what = "a symlink" if stat.S_ISLNK(mode) else "a file"
                         raise Refused(
                             f"has a parent path that crosses {what} (`{show(folder[: i + 1])}`)"
                         ) from None

@@ -297,3 +297,15 @@ def test_portpy_fetch_moves_a_runtime_into_dest_only_once_it_ran(tmp_path: Path)
     assert code == 1
     assert "does not run: broken" in output
     assert list((tmp_path / "rt").iterdir()) == []
+
+
+def test_symlinks_already_in_the_destination_are_not_followed(tmp_path: Path) -> None:
+    dest, victim = _setting(tmp_path)
+    (dest / "out").symlink_to(tmp_path)
+    with pytest.raises(ArchiveError, match="passing through a symlink that was there before"):
+        unpack(_zip_links(tmp_path / "l.zip", {"python/l": "../out/victim.txt"}), dest)
+    archive = _tar(tmp_path / "t.tar.gz", [("out/victim.txt", REG, "", b"pwned")])
+    with pytest.raises(ArchiveError, match=r"crosses a symlink \(`out`\)"):
+        unpack(archive, dest)
+    assert victim.read_text() == VICTIM_TEXT
+    assert sorted(p.name for p in dest.iterdir()) == ["out"]

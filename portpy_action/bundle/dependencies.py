@@ -26,6 +26,7 @@ from portpy_action.bundle.install import (
     installer_command,
     installer_environment,
     run_tool,
+    site_packages,
     uv_binary,
 )
 from portpy_action.bundle.lockfiles import PYLOCK, UV_LOCK, DependencySource, find_source
@@ -156,7 +157,7 @@ def install_source(
 ) -> None:
     """Install a requirements file, a pylock.toml or a uv.lock into `python`."""
     if source.format == PYLOCK and installer == "pip":
-        _check_pip_reads_pylock(python, source, log=log, env=env)
+        _check_pip_reads_pylock(python, source, env=env)
     requirements = source.path
     if source.format == UV_LOCK:
         requirements = export_uv_lock(source, python, work / "uv-lock-requirements.txt", log=log)
@@ -237,7 +238,7 @@ def _tool_uv(pyproject: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _check_pip_reads_pylock(
-    python: Path, source: DependencySource, *, log: Logger, env: Mapping[str, str] | None
+    python: Path, source: DependencySource, *, env: Mapping[str, str] | None
 ) -> None:
     """pip reads a pylock.toml given to `-r` only from the release whose help says so."""
     probe = subprocess.run(
@@ -251,18 +252,11 @@ def _check_pip_reads_pylock(
     )
     if "pylock" in probe.stdout:
         return
-    version = subprocess.run(
-        [str(python), "-m", "pip", "--version"],
-        env=installer_environment("pip", os.environ if env is None else env),
-        capture_output=True,
-        text=True,
-        errors="replace",
-        check=False,
-    ).stdout.split()
+    pips = sorted(site_packages(python.parent.parent).glob("pip-*.dist-info"))
+    version = pips[0].name.removesuffix(".dist-info").split("-")[1] if pips else ""
     raise InputError(
         "installer",
-        f"pip {version[1] if len(version) > 1 else ''} in the runtime cannot install from "
-        f"`{source.path.name}` (a PEP 751 lock)".replace("pip  ", "pip "),
+        f"pip {version} in the runtime cannot install from `{source.path.name}` (a PEP 751 lock)",
         hint="Use `installer: uv`, which reads pylock.toml, or give a requirements file",
         file=source.path,
     )

@@ -88,7 +88,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
         with log.stage("install", "Install the requirements into the runtime"):
             own = {d.name for d in installed_distributions(runtime.root)}  # the runtime's pip
             installed: InstalledProject | None = None
-            if plan.source is not None or plan.project is not None:
+            if not plan.empty:
                 installed = install_plan(
                     plan,
                     runtime.python,

@@ -275,6 +275,8 @@ def test_a_console_script_wins_over_a_file_of_the_same_name(tmp_path: Path) -> N
         APP_FILE, "tool.py", ("x",)
     )
     assert resolve_command(["cli"], bundle, scripts) == Entry(APP_FILE, "cli")
+    # `app/tool.py` is what `run` took before, from the bundle's folder: still understood.
+    assert resolve_command(["app/tool.py"], bundle, scripts) == Entry(APP_FILE, "tool.py")
     assert resolve_command(["-m", "x"], bundle, scripts) == Entry(INTERPRETER, args=("-m", "x"))
     assert resolve_command([], bundle, scripts) == Entry(INTERPRETER)
     with pytest.raises(InputError, match="names neither"):

@@ -217,3 +217,25 @@ def test_a_flat_project_runs_its_script_from_anywhere_and_through_a_symlink(
     app = bundle / "app"
     assert sh("./start one", cwd=elsewhere) == [f"tool {elsewhere} {app} ['--verbose', 'one']"]
     assert sh('"$1/run"', str(bundle), cwd="/tmp") == [f"tool /tmp {app} ['--verbose']"]
+
+
+def test_a_project_without_a_build_system_gets_its_dependencies_and_stays_in_app(
+    tmp_path: Path, pbs_releases: PbsReleases, offline_index: None
+) -> None:
+    # `uv init --app`'s shape: [project] with dependencies, no [build-system], a main.py.
+    project = write_files(
+        tmp_path / "uvapp",
+        {
+            "pyproject.toml": (
+                f'[project]\nname = "uvapp"\nversion = "0.1.0"\ndependencies = ["{PURE_NAME}"]\n'
+            ),
+            "main.py": "import hello_portpy\nhello_portpy.main()\n",
+        },
+    )
+    result = build_project(project, tmp_path, pbs_releases, command="main.py", smoke_test="false")
+    names = {d.name for d in result.distributions}
+    assert PURE_NAME in names
+    assert "uvapp" not in names
+    bundle = unpack(result.archive, tmp_path / "moved")
+    assert sorted(p.name for p in (bundle / "app").iterdir()) == ["main.py", "pyproject.toml"]
+    assert sh('"$1/run"', str(bundle)) == [f"{PURE_GREETING} {bundle}/python"]

@@ -7,7 +7,8 @@
   1. a console script installed into the runtime (`myapp --port 8000` runs
      `python/bin/myapp` through the bundled interpreter), else
   2. a file inside `app/`, i.e. a path relative to `project-dir`
-     (`tool.py`, `scripts/serve.py`), or a folder there holding `__main__.py`.
+     (`tool.py`, `scripts/serve.py`), or a folder there holding `__main__.py`;
+     `app/tool.py`, relative to the bundle's top, is understood too.
   So when a word is both, the console script wins.
 Anything else fails the build, naming the command and what was looked for.
 """
@@ -94,10 +95,8 @@ def resolve_command(
     word, rest = command[0], tuple(command[1:])
     if word in scripts:
         return Entry(CONSOLE_SCRIPT, word, rest)
-    app = bundle / "app"
-    relative = PurePosixPath(os.path.normpath(word)) if word else None
-    if relative is not None and not relative.is_absolute() and ".." not in relative.parts:
-        path = app / relative
+    for relative in app_paths(word):
+        path = bundle / "app" / relative
         if path.is_file() or (path / "__main__.py").is_file():
             return Entry(APP_FILE, relative.as_posix(), rest)
     installed = ", ".join(scripts) or "none are installed"
@@ -108,6 +107,18 @@ def resolve_command(
         f"`app/{word}`, i.e. `{word}` in project-dir)",
         hint="Name a console script, a path relative to project-dir, or a module with `-m module`",
     )
+
+
+def app_paths(word: str) -> list[PurePosixPath]:
+    """Where in app/ the word may point: relative to project-dir, or, as `run` took it
+    from the bundle's folder before, `app/<path>` relative to the bundle's top."""
+    relative = PurePosixPath(os.path.normpath(word)) if word else None
+    if relative is None or relative.is_absolute() or ".." in relative.parts:
+        return []
+    found = [relative]
+    if len(relative.parts) > 1 and relative.parts[0] == "app":
+        found.append(PurePosixPath(*relative.parts[1:]))
+    return found
 
 
 def check_module(python: Path, bundle: Path, module: str, *, log: Logger) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from portpy_action.bundle.command import app_paths
 from portpy_action.bundle.install import (
     install_requirements,
     installer_command,
@@ -31,7 +32,12 @@ from portpy_action.bundle.install import (
 )
 from portpy_action.bundle.lockfiles import PYLOCK, UV_LOCK, DependencySource, find_source
 from portpy_action.bundle.project import project_paths
-from portpy_action.bundle.pyproject import Project, project_to_install, read_pyproject
+from portpy_action.bundle.pyproject import (
+    Project,
+    project_dependencies,
+    project_to_install,
+    read_pyproject,
+)
 from portpy_action.bundle.wheelbuild import build_wheel, wheel_files
 from portpy_action.errors import BundleError, InputError
 from portpy_action.log import Logger
@@ -59,6 +65,13 @@ class InstallPlan:
 
     source: DependencySource | None
     project: Project | None
+    # [project].dependencies of a project that is not built (no build system) and
+    # has no lock or requirements file: installed as they are.
+    dependencies: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return self.source is None and self.project is None and not self.dependencies
 
 
 @dataclass(frozen=True)
@@ -81,12 +94,10 @@ class InstalledProject:
         templates outside the package and scripts, and always the file that
         `command` names.
         """
-        keep = None
-        if command and not command[0].startswith("-"):
-            keep = PurePosixPath(os.path.normpath(command[0]))
+        keep = set(app_paths(command[0])) if command and not command[0].startswith("-") else set()
 
         def leave_out(relative: PurePosixPath) -> bool:
-            if relative == keep:
+            if relative in keep:
                 return False
             if relative not in self.before or relative.name.endswith(".egg-info"):
                 return True
@@ -104,7 +115,10 @@ def plan_install(
     source = find_source(requirements, project_dir)
     if source is not None and source.format == UV_LOCK:
         read_pyproject(source.path.parent)  # uv reads it too: report a broken one here
-    return InstallPlan(source, project)
+    dependencies: tuple[str, ...] = ()
+    if project is None and source is None and project_dir and install_project == "auto":
+        dependencies = project_dependencies(read_pyproject(project_dir))
+    return InstallPlan(source, project, dependencies)
 
 
 def install_plan(
@@ -123,6 +137,13 @@ def install_plan(
     """
     if plan.source is not None:
         install_source(plan.source, python, installer=installer, work=work, log=log, env=env)
+    if plan.dependencies:
+        # uv's rule: no [build-system] (or `[tool.uv] package = false`) means no package.
+        log.info("  the project is no package (no [build-system]): its [project].dependencies")
+        log.info("  are installed, and its folder goes into app/ as it is")
+        listed = work / "project-dependencies.txt"
+        listed.write_text("".join(f"{d}\n" for d in plan.dependencies), encoding="utf-8")
+        install_requirements(python, listed, installer=installer, log=log, env=env)
     if plan.project is None:
         return None
     before = project_paths(plan.project.root, skip=skip)

@@ -1,13 +1,16 @@
 """What kind of project `project-dir` holds, and whether it is installed as a wheel.
 
 `install-project: auto` installs a folder that says it is a Python project: a
-`pyproject.toml` with a `[project]` table, or a `setup.py`. `true` also builds a
-`pyproject.toml` that only names a build backend (`[build-system]`), and fails
+`pyproject.toml` with a `[project]` table, or a `setup.py`. Like uv, it leaves a
+project unbuilt that has no `[build-system]` (uv's application projects) or says
+`[tool.uv] package = false`: then only its dependencies are installed. `true`
+builds any of these (and a pyproject.toml with only `[build-system]`), and fails
 on a folder that is no project at all; `false` only copies the folder.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +30,6 @@ class Project:
     name: str  # [project].name, else the folder's name
     backend: str  # [build-system].build-backend, or the legacy setuptools one
     pyproject: dict[str, Any]  # empty without a pyproject.toml
-
-    @property
-    def dependencies(self) -> tuple[str, ...]:
-        table = self.pyproject.get("project", {})
-        deps = table.get("dependencies", []) if isinstance(table, dict) else []
-        return tuple(str(d) for d in deps) if isinstance(deps, list) else ()
 
 
 def read_pyproject(project_dir: Path) -> dict[str, Any]:
@@ -67,6 +64,8 @@ def project_to_install(project_dir: Path | None, mode: str) -> Project | None:
     is_project = "project" in pyproject or has_setup_py
     if mode == "true":
         is_project = is_project or "build-system" in pyproject
+    if mode == "auto" and not has_setup_py and not packaged_by_uv(pyproject):
+        return None
     if not is_project:
         if mode == "true":
             raise InputError(
@@ -86,3 +85,20 @@ def project_to_install(project_dir: Path | None, mode: str) -> Project | None:
         backend=str(backend) if backend else LEGACY_BACKEND,
         pyproject=pyproject,
     )
+
+
+def packaged_by_uv(pyproject: Mapping[str, Any]) -> bool:
+    """Whether uv would build and install the project (`tool.uv.package`, else a build system)."""
+    tool = pyproject.get("tool", {})
+    uv = tool.get("uv", {}) if isinstance(tool, dict) else {}
+    package = uv.get("package") if isinstance(uv, dict) else None
+    if isinstance(package, bool):
+        return package
+    return "build-system" in pyproject
+
+
+def project_dependencies(pyproject: Mapping[str, Any]) -> tuple[str, ...]:
+    """`[project].dependencies`, as written."""
+    table = pyproject.get("project", {})
+    deps = table.get("dependencies", []) if isinstance(table, dict) else []
+    return tuple(str(d) for d in deps) if isinstance(deps, list) else ()

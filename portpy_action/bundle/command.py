@@ -123,17 +123,21 @@ def app_paths(word: str) -> list[PurePosixPath]:
 
 def check_module(python: Path, bundle: Path, module: str, *, log: Logger) -> None:
     """Fail when the bundled interpreter cannot find `module` with app/ first on its path."""
-    result = subprocess.run(
-        # -I: nothing from the build machine's environment; -B: leave no pyc behind.
-        [str(python), "-I", "-B", "-c", _FIND_SPEC, str(bundle / "app"), module],
-        cwd=bundle,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=MODULE_CHECK_TIMEOUT,
-        check=False,
-    )
+    try:
+        result = subprocess.run(
+            # -I: nothing from the build machine's environment; -B: leave no pyc behind.
+            [str(python), "-I", "-B", "-c", _FIND_SPEC, str(bundle / "app"), module],
+            cwd=bundle,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=MODULE_CHECK_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:  # another architecture's interpreter
+        log.warning(f"command: could not check module `{module}`: {exc}")
+        return
     if result.returncode == 0:
         return
     if result.returncode == 2:

@@ -153,7 +153,8 @@ def install_plan(
     args = [str(wheel)]
     if plan.source is not None and plan.source.is_lock:
         args.insert(0, "--no-deps")
-    result = run_tool(installer_command(installer, python, args), installer=installer, log=log)
+    command = installer_command(installer, python, args)
+    result = run_tool(command, installer=installer, log=log, env=env)
     if result.returncode != 0:
         tail = "\n".join(result.stdout.strip().splitlines()[-15:])
         raise BundleError(

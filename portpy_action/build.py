@@ -27,15 +27,17 @@ import httpx
 
 from portpy_action.bundle.buildpath import remove_build_paths
 from portpy_action.bundle.bytecode import SOURCE_ONLY, compile_bytecode
+from portpy_action.bundle.command import check_module, resolve_command
+from portpy_action.bundle.dependencies import InstalledProject, install_plan, plan_install
+from portpy_action.bundle.entrypoints import console_scripts
 from portpy_action.bundle.install import (
     Distribution,
     check_path_files,
     check_requirements,
-    install_requirements,
     installed_distributions,
     site_packages,
 )
-from portpy_action.bundle.launcher import write_launcher
+from portpy_action.bundle.launcher import write_bin_launchers, write_launcher
 from portpy_action.bundle.manifest import (
     MANIFEST_NAME,
     build_record,
@@ -75,6 +77,8 @@ class BuildResult:
 def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -> BuildResult:
     """Build the bundle `spec` describes; return where the archive is and what it holds."""
     _check_inputs(spec)
+    # pyproject.toml and lock files are read now: a broken one fails before any download.
+    plan = plan_install(spec.requirements, spec.project_dir, install_project=spec.install_project)
     with _work_folder(spec.output_dir) as work:
         bundle = work / spec.name
         bundle.mkdir()
@@ -82,9 +86,16 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
         release = runtime.release
 
         with log.stage("install", "Install the requirements into the runtime"):
-            if spec.requirements is not None:
-                install_requirements(
-                    runtime.python, spec.requirements, installer=spec.installer, log=log
+            own = {d.name for d in installed_distributions(runtime.root)}  # the runtime's pip
+            installed: InstalledProject | None = None
+            if not plan.empty:
+                installed = install_plan(
+                    plan,
+                    runtime.python,
+                    installer=spec.installer,
+                    work=work,
+                    log=log,
+                    skip=(spec.output_dir, work),
                 )
                 check_path_files(runtime.root)
             distributions = installed_distributions(runtime.root)
@@ -98,6 +109,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                     bundle / "app",
                     exclude=spec.exclude,
                     skip=(spec.output_dir, work),
+                    leave_out=installed.leave_out(spec.command) if installed else None,
                 )
                 log.info(f"  {len(copied)} files from {spec.project_dir}")
             else:
@@ -110,7 +122,16 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                 log.info(f"  {fix.path}: {fix.action}")
 
         with log.stage("launcher", "Write the run launcher"):
-            write_launcher(bundle, spec.name, spec.command)
+            scripts = console_scripts(runtime.root)
+            entry = resolve_command(spec.command, bundle, scripts)
+            if entry.module:
+                check_module(runtime.python, bundle, entry.module, log=log)
+            write_launcher(bundle, spec.name, spec.command, entry=entry)
+            log.info(f"  run starts: {entry.describe()}")
+            if spec.launchers == "all":
+                mine = [s for s in scripts.values() if s.distribution not in own]
+                for path in write_bin_launchers(bundle, spec.name, [s.name for s in mine]):
+                    log.info(f"  launcher: bin/{path.name}")
 
         if spec.compile_bytecode:
             with log.stage("compile", "Precompile byte code"):
@@ -138,6 +159,11 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                 distributions=distributions,
                 inputs=spec.inputs,
                 portability=report.to_dict(),
+                sources={
+                    "requirements": plan.source.describe(spec.project_dir) if plan.source else None,
+                    "project": installed.describe() if installed else None,
+                    "entry": entry.describe(),
+                },
             )
             write_json(bundle / MANIFEST_NAME, manifest)
 

@@ -48,6 +48,8 @@ BUILD_INPUTS = (
     "output-dir",
     "installer",
     "compile-bytecode",
+    "install-project",
+    "launchers",
     *POLICY_INPUTS,
 )
 # Inputs holding paths: given on the command line they are relative to the

@@ -27,6 +27,8 @@ FLAVORS = ("install_only_stripped", "install_only")
 INSTALLERS = ("uv", "pip")
 MODES = ("build", "check")
 EXTERNAL_LIB_POLICIES = ("error", "warn")
+INSTALL_PROJECT_MODES = ("auto", "true", "false")
+LAUNCHER_CHOICES = ("all", "none")
 
 DEFAULT_API_URL = "https://api.github.com"
 PBS_DOWNLOAD_BASE = "https://github.com/astral-sh/python-build-standalone/releases/download"
@@ -140,6 +142,8 @@ class BuildSpec:
     artifact_name: str
     retention_days: int | None
     attach_to_release: str
+    install_project: str = "auto"  # auto | true | false: build project-dir as a wheel
+    launchers: str = "none"  # all | none: bin/<script> per console script
     # The raw values, as given: recorded in the manifest (the token never is).
     inputs: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -337,6 +341,8 @@ class BuildSpec:
             artifact_name=artifact_name,
             retention_days=retention,
             attach_to_release=release,
+            install_project=_choice(raw, "install-project", INSTALL_PROJECT_MODES),
+            launchers=_choice(raw, "launchers", LAUNCHER_CHOICES),
             inputs=recorded,
         )
 

@@ -25,10 +25,14 @@ def locked_blocks() -> list[str]:
     return re.split(r"\n(?=[A-Za-z0-9])", LOCK.read_text().split("\n", 2)[2].strip())
 
 
+# The image's interpreter: the lock holds what it needs, not what older Pythons add.
+IMAGE_PYTHON = {"python_version": "3.12", "python_full_version": "3.12.0", "extra": ""}
+
+
 def runtime_requirements() -> list[Requirement]:
-    """pyproject's [project].dependencies, as the checkout's installed metadata has them."""
+    """pyproject's [project].dependencies that the image's Python 3.12 installs."""
     parsed = [Requirement(line) for line in requires("portable-python-action") or []]
-    return [req for req in parsed if req.marker is None or "extra" not in str(req.marker)]
+    return [req for req in parsed if req.marker is None or req.marker.evaluate(IMAGE_PYTHON)]
 
 
 def image_only_requirements() -> list[Requirement]:

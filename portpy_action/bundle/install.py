@@ -12,11 +12,12 @@ import os
 import re
 import shlex
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
 
+from portpy_action.bundle.lockfiles import REQUIREMENTS_TXT, lock_format
 from portpy_action.errors import BundleError, InputError
 from portpy_action.log import Logger
 
@@ -60,7 +61,12 @@ class Distribution:
 
 
 def check_requirements(path: Path) -> None:
-    """Refuse editable requirements in `path` and in the files it includes (`-r`, `-c`)."""
+    """Refuse editable requirements in `path` and in the files it includes (`-r`, `-c`).
+
+    Lock files (uv.lock, pylock.toml) are TOML, checked where they are read.
+    """
+    if lock_format(path) != REQUIREMENTS_TXT:
+        return
     _check_file(path, seen=set())
 
 
@@ -144,13 +150,18 @@ def installer_environment(installer: str, env: Mapping[str, str]) -> dict[str, s
     return result
 
 
-def install_command(installer: str, python: Path, requirements: Path) -> list[str]:
-    """The command line that installs `requirements` into `python`'s site-packages."""
-    if installer == "uv":
-        import uv  # the `uv` PyPI package: a binary shipped as a wheel
+def uv_binary() -> str:
+    """The uv executable of the `uv` PyPI package (a binary shipped as a wheel)."""
+    import uv
 
+    return str(uv.find_uv_bin())
+
+
+def installer_command(installer: str, python: Path, args: Sequence[str]) -> list[str]:
+    """The command line that installs `args` (requirement options, wheels) into `python`."""
+    if installer == "uv":
         return [
-            uv.find_uv_bin(),
+            uv_binary(),
             "pip",
             "install",
             "--python",
@@ -159,8 +170,7 @@ def install_command(installer: str, python: Path, requirements: Path) -> list[st
             "--link-mode",
             "copy",
             "--no-progress",
-            "--requirement",
-            str(requirements),
+            *args,
         ]
     if installer == "pip":
         return [
@@ -172,10 +182,38 @@ def install_command(installer: str, python: Path, requirements: Path) -> list[st
             "--no-input",
             "--no-warn-script-location",
             "--no-compile",  # the compile stage writes reproducible pycs itself
-            "--requirement",
-            str(requirements),
+            *args,
         ]
     raise ValueError(f"unknown installer {installer!r}")
+
+
+def install_command(installer: str, python: Path, requirements: Path) -> list[str]:
+    """The command line that installs `requirements` into `python`'s site-packages."""
+    return installer_command(installer, python, ["--requirement", str(requirements)])
+
+
+def run_tool(
+    command: Sequence[str],
+    *,
+    installer: str,
+    log: Logger,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run an installer (or uv/pip in another role), its output logged and returned."""
+    log.info(f"$ {shlex.join(command)}")
+    result = subprocess.run(
+        list(command),
+        env=installer_environment(installer, os.environ if env is None else env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        check=False,
+    )
+    for line in result.stdout.splitlines():
+        log.info(f"  {line}")
+    return result
 
 
 def install_requirements(
@@ -189,19 +227,7 @@ def install_requirements(
     """Install `requirements` into the interpreter `python` (the bundle's runtime)."""
     check_requirements(requirements)
     command = install_command(installer, python, requirements)
-    log.info(f"$ {shlex.join(command)}")
-    result = subprocess.run(
-        command,
-        env=installer_environment(installer, os.environ if env is None else env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        check=False,
-    )
-    for line in result.stdout.splitlines():
-        log.info(f"  {line}")
+    result = run_tool(command, installer=installer, log=log, env=env)
     if result.returncode != 0:
         raise _install_error(result.stdout, installer, requirements)
 

@@ -47,8 +47,14 @@ def bundle_manifest(
     distributions: Sequence[Distribution],
     inputs: Mapping[str, str],
     portability: Mapping[str, Any] | None = None,
+    sources: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest that goes into the archive."""
+    """The manifest that goes into the archive.
+
+    `sources` adds what the bundle was made from and starts: `requirements` (the
+    requirements file or lock, with its format and sha256), `project` (the wheel
+    built from project-dir) and `entry` (what `run` starts); None values are left out.
+    """
     manifest: dict[str, Any] = {
         "manifest-format": MANIFEST_FORMAT,
         "tool": {"name": "portable-python-action", "version": __version__},
@@ -67,6 +73,9 @@ def bundle_manifest(
     }
     if portability is not None:
         manifest["portability"] = dict(portability)
+    for key, value in (sources or {}).items():
+        if value is not None:
+            manifest[key] = value
     return manifest
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
@@ -50,16 +50,20 @@ def copy_project(
     *,
     exclude: Iterable[str] = (),
     skip: Iterable[Path] = (),
+    leave_out: Callable[[PurePosixPath], bool] | None = None,
 ) -> list[PurePosixPath]:
     """Copy `source` into the new folder `dest`; return the copied files, relative.
 
     `skip` holds absolute folders that never belong in the bundle (the output
     folder, the build folder). Symlinks are kept when they stay inside the project.
+    `leave_out` says of a relative path (file or folder) that it lives elsewhere in
+    the bundle (an installed wheel has it); folders emptied by it are removed.
     """
     source = source.resolve()
     patterns = tuple(exclude)
     skipped = {p.resolve() for p in skip}
     copied: list[PurePosixPath] = []
+    emptied: set[PurePosixPath] = set()
     dest.mkdir(parents=True)
     for folder, dirnames, filenames in os.walk(source):
         here = Path(folder)
@@ -69,6 +73,9 @@ def copy_project(
             path = here / name
             rel = rel_here / name
             if _leave_out_folder(path, rel, patterns, skipped):
+                continue
+            if leave_out is not None and leave_out(rel):
+                emptied.add(rel_here)
                 continue
             if path.is_symlink():
                 _copy_link(path, rel, source, dest)
@@ -82,6 +89,9 @@ def copy_project(
             rel = rel_here / name
             if is_excluded(rel, patterns):
                 continue
+            if leave_out is not None and leave_out(rel):
+                emptied.add(rel_here)
+                continue
             if path.is_symlink():
                 _copy_link(path, rel, source, dest)
             elif path.is_file():
@@ -93,7 +103,36 @@ def copy_project(
                     hint="Add it to `exclude`",
                 )
             copied.append(rel)
+    _remove_empty(dest, emptied)
     return copied
+
+
+def project_paths(source: Path, *, skip: Iterable[Path] = ()) -> frozenset[PurePosixPath]:
+    """Every file and folder `copy_project` would look at, relative: a before-picture."""
+    source = source.resolve()
+    skipped = {p.resolve() for p in skip}
+    found: set[PurePosixPath] = set()
+    for folder, dirnames, filenames in os.walk(source):
+        here = Path(folder)
+        rel_here = PurePosixPath(here.relative_to(source).as_posix())
+        dirnames[:] = [
+            name
+            for name in dirnames
+            if not _leave_out_folder(here / name, rel_here / name, (), skipped)
+        ]
+        found.update(rel_here / name for name in (*dirnames, *filenames))
+    return frozenset(found)
+
+
+def _remove_empty(dest: Path, folders: set[PurePosixPath]) -> None:
+    """Remove the folders (and their parents) that `leave_out` left without any entry."""
+    for rel in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        while rel.parts:
+            path = dest / rel
+            if not path.is_dir() or path.is_symlink() or any(path.iterdir()):
+                break
+            path.rmdir()
+            rel = rel.parent
 
 
 def _leave_out_folder(

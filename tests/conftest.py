@@ -5,6 +5,7 @@ from __future__ import annotations
 pytest_plugins: list[str] = [
     # one line per fixture module under tests/fixtures/, e.g. "tests.fixtures.pbs",
     "tests.fixtures.pbs",
+    "tests.fixtures.pbs_cross",
     "tests.fixtures.native",
     "tests.fixtures.fake_github",
     "tests.fixtures.wheels",

@@ -28,6 +28,7 @@ import httpx
 from portpy_action.bundle.buildpath import remove_build_paths
 from portpy_action.bundle.bytecode import SOURCE_ONLY, compile_bytecode
 from portpy_action.bundle.command import check_module, resolve_command
+from portpy_action.bundle.cross import install_plan_cross, prepare_cross, retarget_scripts
 from portpy_action.bundle.dependencies import InstalledProject, install_plan, plan_install
 from portpy_action.bundle.entrypoints import console_scripts
 from portpy_action.bundle.install import (
@@ -84,11 +85,24 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
         bundle.mkdir()
         runtime = fetch_runtime(spec.runtime, bundle, log=log, client=client)
         release = runtime.release
+        # Another architecture: its interpreter never runs here (bundle/cross.py).
+        cross = prepare_cross(spec.runtime, release, spec.max_glibc, work, log=log, client=client)
 
         with log.stage("install", "Install the requirements into the runtime"):
             own = {d.name for d in installed_distributions(runtime.root)}  # the runtime's pip
             installed: InstalledProject | None = None
-            if not plan.empty:
+            if not plan.empty and cross is not None:
+                installed = install_plan_cross(
+                    plan,
+                    cross,
+                    runtime.root,
+                    installer=spec.installer,
+                    work=work,
+                    log=log,
+                    skip=(spec.output_dir, work),
+                )
+                check_path_files(runtime.root)
+            elif not plan.empty:
                 installed = install_plan(
                     plan,
                     runtime.python,
@@ -116,6 +130,8 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                 (bundle / "app").mkdir()
 
         with log.stage("relocate", "Make scripts and paths relocatable"):
+            if cross is not None:
+                retarget_scripts(runtime.root, cross.host.root)
             for script in relocate_scripts(runtime.root):
                 log.info(f"  relocatable shebang: python/bin/{script.name}")
             for fix in remove_build_paths(bundle, [work]):
@@ -124,7 +140,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
         with log.stage("launcher", "Write the run launcher"):
             scripts = console_scripts(runtime.root)
             entry = resolve_command(spec.command, bundle, scripts)
-            if entry.module:
+            if entry.module and cross is None:  # a cross build's interpreter cannot run here
                 check_module(runtime.python, bundle, entry.module, log=log)
             write_launcher(bundle, spec.name, spec.command, entry=entry)
             log.info(f"  run starts: {entry.describe()}")
@@ -137,7 +153,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
             with log.stage("compile", "Precompile byte code"):
                 packages = site_packages(runtime.root)
                 compiled = compile_bytecode(
-                    runtime.python,
+                    cross.host.python if cross else runtime.python,  # same minor line
                     [runtime.root / "lib", bundle / "app"],
                     strip=work,
                     log=log,

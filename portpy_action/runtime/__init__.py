@@ -25,6 +25,7 @@ from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
 from portpy_action.runtime import releases
 from portpy_action.runtime.download import cached_download
 from portpy_action.runtime.http import make_client, with_token_guard
+from portpy_action.runtime.probe import probe_files, runs_here
 from portpy_action.runtime.releases import AssetName, Release
 from portpy_action.runtime.sysconfig import fix_sysconfig
 from portpy_action.runtime.unpack import TOP, safe_extract, staged_runtime
@@ -166,6 +167,9 @@ _PROBE = (
 
 def _probed(release: Release, python: Path) -> Release:
     """Fill in what an archive's name did not say by asking its interpreter."""
+    if not runs_here(release.target):  # a cross build: read the files instead
+        facts = probe_files(python.parent.parent)
+        return replace(release, version=facts.version, freethreaded=facts.freethreaded)
     done = subprocess.run(
         [str(python), "-I", "-c", _PROBE], capture_output=True, text=True, check=False
     )

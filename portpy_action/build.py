@@ -48,11 +48,14 @@ from portpy_action.bundle.manifest import (
 from portpy_action.bundle.project import copy_project
 from portpy_action.bundle.scripts import relocate_scripts
 from portpy_action.check import PortabilityReport, enforce_policy, scan_bundle
+from portpy_action.check.arch import check_architecture
+from portpy_action.check.emulation import smoke_emulator
 from portpy_action.check.smoke import smoke_test
 from portpy_action.errors import InputError
 from portpy_action.log import Logger
 from portpy_action.pack import PackedArchive, archive_mtime, pack
 from portpy_action.runtime import Release, fetch_runtime
+from portpy_action.runtime.probe import arch_of
 from portpy_action.spec import BuildSpec
 
 WORK_PREFIX = ".portpy-build-"
@@ -162,6 +165,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                 log.info(f"  {compiled} files; left as source: {', '.join(SOURCE_ONLY)}")
 
         with log.stage("scan", "Measure the glibc baseline and external libraries"):
+            check_architecture(bundle, arch_of(release.target), runtime.root)
             report = scan_bundle(bundle)
             enforce_policy(
                 report, max_glibc=spec.max_glibc, external_libs=spec.external_libs, log=log
@@ -189,11 +193,16 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
             log.info(f"  {packed.size} bytes, sha256 {packed.sha256}")
 
         smoke = None
-        if spec.smoke_test:
+        emulator = smoke_emulator(arch_of(release.target), log=log) if spec.smoke_test else None
+        if emulator is not None:
             with log.stage("smoke", "Run the archive from a moved copy"):
                 # The archive is unpacked before the build folder is hidden.
                 smoke = smoke_test(
-                    packed.path, skip_imports=spec.smoke_skip_imports, log=log, hide=(work,)
+                    packed.path,
+                    skip_imports=spec.smoke_skip_imports,
+                    log=log,
+                    hide=(work,),
+                    emulator=emulator,
                 )
 
         published = _publish(packed, spec.output_dir)

@@ -187,15 +187,27 @@ def run_smoke(
     skip_imports: Sequence[str] = (),
     log: Logger,
     hide: Sequence[Path] = (),
+    emulator: Sequence[str] = (),
 ) -> SmokeResult:
-    """Run the interpreter of an unpacked bundle; raise CheckError on anything out of place."""
+    """Run the interpreter of an unpacked bundle; raise CheckError on anything out of place.
+
+    `emulator` prefixes the command: qemu-user for a bundle of another architecture.
+    """
     planned = modules_to_import(layout.prefix)
     skip = set(skip_imports)
     modules = [module for module, _ in planned if module not in skip]
     owners = dict(planned)
     results = workdir / "smoke-results.jsonl"
 
-    command = [str(layout.interpreter), "-I", "-c", PROBE, str(results), json.dumps(modules)]
+    command = [
+        *emulator,
+        str(layout.interpreter),
+        "-I",
+        "-c",
+        PROBE,
+        str(results),
+        json.dumps(modules),
+    ]
     hidden: list[Path] = []
     isolated = False
     if hide:
@@ -303,6 +315,7 @@ def smoke_test(
     skip_imports: Sequence[str] = (),
     log: Logger,
     hide: Sequence[Path] = (),
+    emulator: Sequence[str] = (),
 ) -> SmokeResult:
     """Unpack `archive` to a fresh folder and run it from there (see the module doc)."""
     with unpacked_bundle(archive, purpose="smoke") as (workdir, unpacked, layout):
@@ -313,4 +326,5 @@ def smoke_test(
             skip_imports=skip_imports,
             log=log,
             hide=hide,
+            emulator=emulator,
         )

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from portpy_action.check.arch import check_architecture, elf_arch
+from portpy_action.check.emulation import smoke_emulator
 from portpy_action.check.enforce import enforce_policy
 from portpy_action.check.report import PortabilityReport
 from portpy_action.check.scan import scan_bundle
 from portpy_action.check.smoke import SmokeResult, run_smoke, unpacked_bundle
 from portpy_action.log import Logger
+from portpy_action.runtime.probe import machine_arch
 
 
 @dataclass(frozen=True)
@@ -56,14 +59,17 @@ def verify_archive(
                 unpacked_bundle(archive, purpose="verify")
             )
             log.info(f"  runtime: {layout.prefix.relative_to(unpacked).as_posix()}")
+        arch = elf_arch(layout.interpreter) or machine_arch()
         with log.stage("scan", "Measure the glibc baseline and external libraries"):
+            check_architecture(layout.root, arch, layout.prefix)
             report = scan_bundle(layout.root)
             log.info(
                 f"  {len(report.files)} ELF files, glibc baseline {report.glibc_baseline_text}"
             )
             enforce_policy(report, max_glibc=max_glibc, external_libs=external_libs, log=log)
         result: SmokeResult | None = None
-        if smoke:
+        emulator = smoke_emulator(arch, log=log) if smoke else None
+        if emulator is not None:
             with log.stage("smoke", "Run the bundle from a moved copy"):
                 result = run_smoke(
                     layout,
@@ -72,6 +78,7 @@ def verify_archive(
                     skip_imports=skip_imports,
                     log=log,
                     hide=hide,
+                    emulator=emulator,
                 )
         return VerifyResult(
             archive=archive,

@@ -6,9 +6,13 @@ package index. After one warm-up each (caches warm), A and B alternate
 `--runs` times; the table gives medians, the per-pair ratio B/A, archive sizes,
 the tool's own peak RSS, B's per-stage medians, one tar.zst build, and the
 bundled app's first vs second start (median of three fresh unpacks), each
-against the issue's targets. Results also go to bench/results/<date>-<host>.json.
+against the issue's targets. One more row: an aarch64 cross build (Debian's arm64
+CPython 3.11 shaped like pbs, smoke test under qemu-aarch64-static) against the
+native x86_64 build of the same minor line (`--no-cross` leaves it out,
+`--cross-only` measures just that). Results also go to
+bench/results/<date>-<host>.json.
 
-    .venv/bin/python bench/bench.py [--runs 5]
+    .venv/bin/python bench/bench.py [--runs 5] [--no-cross | --cross-only]
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.fixtures.fake_github import FakeGitHub  # noqa: E402
+from tests.fixtures.fake_github import PBS_REPO, FakeGitHub  # noqa: E402
 from tests.fixtures.pbs import cached_releases  # noqa: E402
+from tests.fixtures.pbs_cross import ARM64_MINOR, ARM64_TRIPLE, cached_cross_releases  # noqa: E402
 
 APP = ROOT / "examples" / "fastapi"
 COMMAND = "-m uvicorn app.main:app --host 127.0.0.1"
@@ -100,7 +105,16 @@ tar -czf portable-python-fastapi-demo.tar.gz python-portable demo-fastapi
 
 
 def portpy_build(
-    work: Path, mirror: str, tag: str, version: str, cache: Path, fmt: str = "tar.gz"
+    work: Path,
+    mirror: str,
+    tag: str,
+    version: str,
+    cache: Path,
+    fmt: str = "tar.gz",
+    *,
+    target: str | None = None,
+    env: dict[str, str] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """B: `portpy build` with default options (every check on)."""
     shutil.copytree(APP, work / "demo-fastapi")
@@ -124,6 +138,8 @@ def portpy_build(
         str(cache),
         "--format",
         fmt,
+        *(["--target", target] if target else []),
+        *extra,
     ]
     start = time.perf_counter()
     proc = subprocess.run(
@@ -131,7 +147,7 @@ def portpy_build(
         check=False,
         capture_output=True,
         text=True,
-        env=CLEAN_ENV,
+        env=CLEAN_ENV | (env or {}),
     )
     if proc.returncode != 0:
         sys.exit(f"portpy build failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -188,6 +204,50 @@ def start_times(archive: Path, scratch: Path) -> tuple[float, float]:
     return first, second
 
 
+def cross_row(scratch: Path) -> dict[str, Any]:
+    """The aarch64 cross build's wall time against the native x86_64 one, same minor line.
+
+    Both come from one fake release holding both runtimes; one warm-up each, then one
+    measured build each (every check on: the cross build's smoke test runs under qemu).
+    """
+    cross = cached_cross_releases(cached_releases())
+    fake = FakeGitHub().start()
+    try:
+        folder = cross.releases.folder(cross.tag)
+        fake.add_release(PBS_REPO, cross.tag, {p.name: p for p in folder.iterdir()})
+        cache = scratch / "cross-cache"
+        qemu_root = {"QEMU_LD_PREFIX": str(cross.arm64_root)}
+        # The x86_64 3.11 fixture (from pyenv) carries a setuptools whose distutils
+        # hack fails a bare import; the aarch64 one has none. Same list for both.
+        skip = ("--smoke-skip-imports", "setuptools,_distutils_hack")
+        walls: dict[str, float] = {}
+        stages: dict[str, Any] = {}
+        for measured in (False, True):
+            for label, target in (("native", None), ("cross", ARM64_TRIPLE)):
+                work = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=scratch))
+                built = portpy_build(
+                    work,
+                    fake.mirror_base,
+                    cross.tag,
+                    ARM64_MINOR,
+                    cache,
+                    target=target,
+                    env=qemu_root,
+                    extra=skip,
+                )
+                if measured:
+                    walls[label], stages[label] = built["wall"], built["stages"]
+    finally:
+        fake.stop()
+    return {
+        "python": ARM64_MINOR,
+        "native_x86_64_wall_s": walls["native"],
+        "cross_aarch64_wall_s": walls["cross"],
+        "ratio_cross_over_native": walls["cross"] / walls["native"],
+        "stages_s": stages,
+    }
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -197,7 +257,16 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="measured runs of each (default 5)")
     parser.add_argument("--python", default="3.12", help="minor line of the fixture runtime")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    cross = parser.add_mutually_exclusive_group()
+    cross.add_argument("--no-cross", action="store_true", help="leave out the aarch64 row")
+    cross.add_argument("--cross-only", action="store_true", help="measure only the aarch64 row")
     opts = parser.parse_args()
+    if opts.cross_only:
+        with tempfile.TemporaryDirectory(prefix="portpy-bench-") as tmp:
+            row = cross_row(Path(tmp))
+        print_cross_row(row)
+        print(json.dumps(row, indent=2))
+        return 0
 
     load_before = os.getloadavg()[0]
     releases = cached_releases()
@@ -239,6 +308,10 @@ def main() -> int:
             starts = [start_times(b_runs[-1]["archive"], scratch) for _ in range(STARTS)]
     finally:
         fake.stop()
+    cross_aarch64 = None
+    if not opts.no_cross:
+        with tempfile.TemporaryDirectory(prefix="portpy-bench-") as tmp:
+            cross_aarch64 = cross_row(Path(tmp))
     load_after = os.getloadavg()[0]
     first = median([f for f, _ in starts])
     second = median([s for _, s in starts])
@@ -285,6 +358,7 @@ def main() -> int:
         "ratio_size_gz_b_over_a": b_size / a_size,
         "ratio_size_zst_b_over_a_gz": zst["size"] / a_size,
         "app_start_s": {"first": first, "second": second, "ratio": first / second},
+        "cross_aarch64": cross_aarch64,
     }
     measured = {
         "wall_b_over_a": results["ratio_wall_b_over_a_median"],
@@ -332,10 +406,18 @@ def print_table(r: dict[str, Any]) -> None:
     print(f"{'':38} {'A: manual':>14} {'B: portpy':>16}")
     for label, left, right in rows:
         print(f"{label:38} {left:>14} {right:>16}")
+    if r.get("cross_aarch64"):
+        print_cross_row(r["cross_aarch64"])
     print("\ntargets:")
     for name, target in r["targets"].items():
         verdict = "met" if target["met"] else "MISSED"
         print(f"  {name:28} {target['measured']:8.2f} <= {target['limit']:<6} {verdict}")
+
+
+def print_cross_row(row: dict[str, Any]) -> None:
+    native, cross = row["native_x86_64_wall_s"], row["cross_aarch64_wall_s"]
+    label = f"aarch64 cross / x86_64 native ({row['python']})"
+    print(f"{label:38} {native:>12.2f} s {cross:>14.2f} s  ({row['ratio_cross_over_native']:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
 
+from portpy_action.childenv import child_environ
 from portpy_action.errors import BundleError, InputError
 from portpy_action.log import Logger
 
@@ -192,7 +193,8 @@ def install_requirements(
     log.info(f"$ {shlex.join(command)}")
     result = subprocess.run(
         command,
-        env=installer_environment(installer, os.environ if env is None else env),
+        # Without the job's credentials: a local sdist's build code runs in there.
+        env=installer_environment(installer, child_environ(env)),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from portpy_action.archives import sha256_file
+from portpy_action.childenv import child_environ
 from portpy_action.errors import InputError, RuntimeFetchError
 from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
@@ -163,7 +164,11 @@ _PROBE = (
 def _probed(release: Release, python: Path) -> Release:
     """Fill in what an archive's name did not say by asking its interpreter."""
     done = subprocess.run(
-        [str(python), "-I", "-c", _PROBE], capture_output=True, text=True, check=False
+        [str(python), "-I", "-c", _PROBE],
+        env=child_environ(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeFetchError(

@@ -13,13 +13,12 @@ import base64
 import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from portpy_action.errors import RuntimeFetchError
-from portpy_action.http import TIMEOUT, USER_AGENT, origin_of
+from portpy_action.http import TIMEOUT, USER_AGENT, origin_of, rate_limit_wait
 from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, SERVER_ERRORS, RetryPolicy, Sleep
 from portpy_action.spec import RuntimeRequest
@@ -116,29 +115,6 @@ def with_auth_guard(client: httpx.Client, request: RuntimeRequest) -> httpx.Clie
 
 # ----------------------------------------------------------------------------
 # rate limits and back-off
-
-
-def rate_limit_wait(response: httpx.Response, now: float | None = None) -> float | None:
-    """Seconds the server asks us to wait, or None when this is not a rate limit."""
-    if response.status_code not in (403, 429):
-        return None
-    retry_after = response.headers.get("Retry-After")
-    if retry_after:
-        try:
-            return max(0.0, float(retry_after))
-        except ValueError:
-            try:
-                when = parsedate_to_datetime(retry_after).timestamp()
-            except (TypeError, ValueError):
-                return None
-            return max(0.0, when - (now or time.time()))
-    if response.headers.get("X-RateLimit-Remaining") == "0":
-        reset = response.headers.get("X-RateLimit-Reset", "")
-        if reset.isdigit():
-            return max(0.0, int(reset) - (now or time.time()))
-        return None
-    # A 429 without headers is still a rate limit; a bare 403 is a refusal.
-    return 0.0 if response.status_code == 429 else None
 
 
 def rate_limit_error(url: httpx.URL, wait: float, authenticated: bool) -> RuntimeFetchError:

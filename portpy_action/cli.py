@@ -30,6 +30,7 @@ RUNTIME_INPUTS = (
     "target",
     "flavor",
     "python-mirror",
+    "python-mirror-token",
     "python-archive",
     "python-sha256",
     "cache-dir",
@@ -125,10 +126,10 @@ def _print_results(results: Mapping[str, object]) -> None:
 
 
 def _spec(values: Mapping[str, str], log: Logger, base_dir: Path | None = None) -> BuildSpec:
-    """The validated spec; its token is masked before anything else is printed."""
+    """The validated spec; its secrets are masked before anything else is printed."""
     spec = BuildSpec.from_inputs(values, base_dir=base_dir)
-    if spec.github_token:
-        log.mask(spec.github_token)
+    for secret in spec.runtime.secrets:
+        log.mask(secret)
     return spec
 
 

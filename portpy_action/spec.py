@@ -21,6 +21,7 @@ import yaml
 
 from portpy_action.errors import InputError
 from portpy_action.options import action_inputs, input_defaults
+from portpy_action.urls import Credentials, has_query, redact_url, split_credentials
 
 FORMATS = ("tar.gz", "tar.zst", "tar.xz", "zip")
 FLAVORS = ("install_only_stripped", "install_only")
@@ -119,6 +120,15 @@ class RuntimeRequest:
     archive_sha256: str | None = None
     api_url: str = DEFAULT_API_URL
     token: str | None = field(default=None, repr=False)
+    # For the mirror's origin only; `mirror` itself never holds credentials.
+    mirror_credentials: Credentials | None = field(default=None, repr=False)
+    mirror_token: str | None = field(default=None, repr=False)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The values no log line may show."""
+        password = self.mirror_credentials.password if self.mirror_credentials else ""
+        return tuple(s for s in (self.token, self.mirror_token, password) if s)
 
 
 @dataclass(frozen=True)
@@ -144,7 +154,8 @@ class BuildSpec:
     attach_to_release: str
     install_project: str = "auto"  # auto | true | false: build project-dir as a wheel
     launchers: str = "none"  # all | none: bin/<script> per console script
-    # The raw values, as given: recorded in the manifest (the token never is).
+    # The raw values, as given: recorded in the manifest (tokens and the
+    # mirror's credentials never are).
     inputs: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -205,12 +216,19 @@ class BuildSpec:
                 hint="Use e.g. `x86_64-unknown-linux-gnu` or `aarch64-unknown-linux-gnu`",
             )
 
-        mirror = raw["python-mirror"].rstrip("/") or None
-        if mirror and not re.match(r"^https?://[^/\s]+", mirror):
+        mirror, mirror_credentials = _mirror(raw["python-mirror"])
+        mirror_token = raw["python-mirror-token"] or None
+        if mirror_token and not mirror:
             raise InputError(
-                "python-mirror",
-                f"`{mirror}` is not an http(s) URL",
-                hint="Give the base URL that replaces " + PBS_DOWNLOAD_BASE,
+                "python-mirror-token",
+                "is only sent to `python-mirror`, which is empty",
+                hint="Set python-mirror too, or drop the token",
+            )
+        if mirror_token and mirror_credentials:
+            raise InputError(
+                "python-mirror-token",
+                "is given as well as credentials in `python-mirror`",
+                hint="Authenticate to the mirror one way: drop one of them",
             )
 
         archive = paths.file("python-archive", raw["python-archive"])
@@ -248,6 +266,8 @@ class BuildSpec:
             archive_sha256=sha,
             api_url=(env.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/"),
             token=token or None,
+            mirror_credentials=mirror_credentials,
+            mirror_token=mirror_token,
         )
 
         requirements = paths.file("requirements", raw["requirements"])
@@ -320,7 +340,10 @@ class BuildSpec:
                 hint="Use a tag such as `v1.2.0`",
             )
 
-        recorded = {k: v for k, v in raw.items() if k != "github-token"}
+        recorded = {
+            k: v for k, v in raw.items() if k not in ("github-token", "python-mirror-token")
+        }
+        recorded["python-mirror"] = redact_url(raw["python-mirror"])
         return cls(
             mode=mode,
             runtime=runtime,
@@ -432,6 +455,27 @@ def _bool(raw: Mapping[str, str], name: str) -> bool:
 
 def _list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in re.split(r"[\n,]", text) if item.strip())
+
+
+def _mirror(text: str) -> tuple[str | None, Credentials | None]:
+    """python-mirror without its credentials, and the credentials."""
+    mirror, credentials = split_credentials(text.rstrip("/"))
+    if not mirror:
+        return None, None
+    if not re.match(r"^https?://[^/\s]+", mirror):
+        raise InputError(
+            "python-mirror",
+            f"`{redact_url(mirror)}` is not an http(s) URL",
+            hint="Give the base URL that replaces " + PBS_DOWNLOAD_BASE,
+        )
+    if has_query(mirror):
+        raise InputError(
+            "python-mirror",
+            f"`{redact_url(mirror)}` has a query string or fragment",
+            hint="Give the base URL the tag folders are under; for a token use "
+            "`python-mirror-token`",
+        )
+    return mirror, credentials
 
 
 def _default_name(project_dir: Path | None, env: Mapping[str, str]) -> str:

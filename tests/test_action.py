@@ -7,11 +7,14 @@ releases with their uploads origin, all on the API origin the runner names.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -309,3 +312,45 @@ def test_a_local_run_builds_without_an_artifact(world: World, tmp_path: Path) ->
     ) == ("", "", "")
     assert (world.workspace / run.outputs["archive-path"]).is_file()
     shutil.rmtree(world.workspace / "local")
+
+
+# ----------------------------------------------------------------------------
+# a mirror with credentials
+
+
+def test_mirror_credentials_are_sent_to_the_mirror_and_recorded_nowhere(world: World) -> None:
+    password = "mirror-pw-5ecret"
+    host = world.github.downloads.url.removeprefix("http://")
+    inputs = build_inputs(world) | {
+        "python-version": world.pbs.versions["3.12"],
+        "python-build-tag": world.pbs.latest,
+        "python-mirror": f"http://mirror-user:{password}@{host}/mirror",
+        "attach-to-release": "",
+        "output-dir": "mirrored",
+    }
+    world.github.downloads.clear_log()
+    run = world.run(inputs)
+    try:
+        assert run.returncode == 0, run.stdout + run.stderr
+        basic = "Basic " + base64.b64encode(f"mirror-user:{password}".encode()).decode()
+        mirror = [r for r in world.github.downloads.requests if r.path.startswith("/mirror/")]
+        assert mirror and all(r.headers.get("authorization") == basic for r in mirror)
+        assert not any(password in str(r.headers) for r in world.github.api.requests)
+
+        archive = world.workspace / run.outputs["archive-path"]
+        with tarfile.open(archive) as opened:
+            member = opened.extractfile("hello/portable-python.json")
+            assert member is not None
+            inside = json.loads(member.read())
+        beside = json.loads(archive.with_name(archive.name + ".json").read_text())
+        for manifest in (inside, beside):
+            assert manifest["inputs"]["python-mirror"] == f"http://{host}/mirror"
+        assert password not in run.stderr and "mirror-user" not in run.stderr
+        assert [line for line in run.stdout.splitlines() if password in line] == [
+            f"::add-mask::{password}"
+        ]
+        assert "mirror-user" not in run.stdout
+        for path in _written_files(world):
+            assert password.encode() not in path.read_bytes(), path
+    finally:
+        shutil.rmtree(world.workspace / "mirrored", ignore_errors=True)

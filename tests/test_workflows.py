@@ -203,6 +203,18 @@ def test_scheduled_rebuild_checks_first_then_builds_the_matrix_into_the_pbs_rele
     assert build["permissions"] == {"contents": "write"}
 
 
+def test_scheduled_rebuild_creates_a_draft_once_and_publishes_after_the_matrix() -> None:
+    all_jobs = jobs(load(REPO / "examples" / "scheduled-rebuild.yml"))
+    create = "\n".join(step.get("run", "") for step in steps(all_jobs["release"]))
+    assert "gh release create" in create and "--draft" in create
+    assert "release" in all_jobs["build"]["needs"]  # the matrix only attaches
+    publish = all_jobs["publish"]
+    assert "build" in publish["needs"]
+    script = "\n".join(step.get("run", "") for step in steps(publish))
+    assert "draft=false" in script
+    assert publish["permissions"] == {"contents": "write"}
+
+
 # --------------------------------------------------------------------------
 # the linters, as configured, still bite
 

@@ -18,6 +18,7 @@ from email.parser import HeaderParser
 from pathlib import Path
 
 from portpy_action.bundle.lockfiles import REQUIREMENTS_TXT, lock_format
+from portpy_action.childenv import child_environ
 from portpy_action.errors import BundleError, InputError
 from portpy_action.log import Logger
 
@@ -203,7 +204,8 @@ def run_tool(
     log.info(f"$ {shlex.join(command)}")
     result = subprocess.run(
         list(command),
-        env=installer_environment(installer, os.environ if env is None else env),
+        # Without the job's credentials: a local sdist's build code runs in there.
+        env=installer_environment(installer, child_environ(env)),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

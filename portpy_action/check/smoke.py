@@ -27,6 +27,7 @@ from typing import Any
 from portpy_action.archives import unpack
 from portpy_action.check.layout import BundleLayout, find_layout
 from portpy_action.check.owners import Distribution, find_distributions
+from portpy_action.childenv import child_environ
 from portpy_action.errors import CheckError
 from portpy_action.log import Logger
 
@@ -209,7 +210,7 @@ def run_smoke(
         else:
             log.notice("smoke test: the build folder stays visible (hiding needs root and unshare)")
 
-    env = {k: v for k, v in os.environ.items() if k not in _LEAKY_ENV}
+    env = {k: v for k, v in child_environ().items() if k not in _LEAKY_ENV}
     try:
         done = subprocess.run(
             command,

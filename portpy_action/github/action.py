@@ -29,6 +29,7 @@ from portpy_action.github.workflow import (
 )
 from portpy_action.log import Logger
 from portpy_action.spec import BuildSpec
+from portpy_action.urls import url_secrets
 
 # Variables whose values are credentials wherever they appear.
 SECRET_VARIABLES = (
@@ -36,6 +37,7 @@ SECRET_VARIABLES = (
     "GITHUB_TOKEN",
     "ACTIONS_RUNTIME_TOKEN",
     "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    input_variable("python-mirror-token"),
 )
 
 
@@ -43,6 +45,8 @@ def main() -> int:
     log = Logger(sys.stdout)
     for variable in SECRET_VARIABLES:
         log.mask(os.environ.get(variable, "").strip())
+    for secret in url_secrets(os.environ.get(input_variable("python-mirror"), "")):
+        log.mask(secret)
     try:
         run(os.environ, log)
     except PortpyError as exc:
@@ -61,8 +65,8 @@ def run(env: Mapping[str, str], log: Logger) -> None:
         log.warning(f"`{variable}` is set but names no input of this action; it is ignored")
     workspace = _workspace(env)
     spec = BuildSpec.from_inputs(read_inputs(), workspace=workspace, env=env)
-    if spec.github_token:
-        log.mask(spec.github_token)
+    for secret in spec.runtime.secrets:
+        log.mask(secret)
 
     if spec.mode == "check":
         outputs = check(spec, env, log)

@@ -19,12 +19,13 @@ from pathlib import Path
 import httpx
 
 from portpy_action.archives import sha256_file
+from portpy_action.childenv import child_environ
 from portpy_action.errors import InputError, RuntimeFetchError
 from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
 from portpy_action.runtime import releases
 from portpy_action.runtime.download import cached_download
-from portpy_action.runtime.http import make_client, with_token_guard
+from portpy_action.runtime.http import client_for, with_auth_guard
 from portpy_action.runtime.releases import AssetName, Release
 from portpy_action.runtime.sysconfig import fix_sysconfig
 from portpy_action.runtime.unpack import TOP, safe_extract, staged_runtime
@@ -44,11 +45,11 @@ class Runtime:
 
 @contextmanager
 def _guarded(request: RuntimeRequest, client: httpx.Client | None) -> Iterator[httpx.Client]:
-    """The caller's client or a new one; either way the token reaches only the API origin."""
+    """The caller's client or a new one; either way each credential reaches only its origin."""
     if client is not None:
-        yield with_token_guard(client, request.token, request.api_url)
+        yield with_auth_guard(client, request)
         return
-    with make_client(request.token, request.api_url) as own:
+    with client_for(request) as own:
         yield own
 
 
@@ -61,8 +62,8 @@ def resolve_release(
     sleep: Sleep = time.sleep,
 ) -> Release:
     """Which asset (and sha256) the request means; downloads no runtime."""
-    if request.token:
-        log.mask(request.token)
+    for secret in request.secrets:
+        log.mask(secret)
     if request.archive is not None:
         return _archive_release(request, log)
     with _guarded(request, client) as guarded:
@@ -79,8 +80,8 @@ def fetch_runtime(
     sleep: Sleep = time.sleep,
 ) -> Runtime:
     """Resolve, download (or take `python-archive`), verify, unpack to `dest/python`, fix."""
-    if request.token:
-        log.mask(request.token)
+    for secret in request.secrets:
+        log.mask(secret)
     if request.archive is not None:
         with log.stage("resolve", f"Use the local runtime {request.archive.name}"):
             release = _archive_release(request, log, probe=False)
@@ -167,7 +168,11 @@ _PROBE = (
 def _probed(release: Release, python: Path) -> Release:
     """Fill in what an archive's name did not say by asking its interpreter."""
     done = subprocess.run(
-        [str(python), "-I", "-c", _PROBE], capture_output=True, text=True, check=False
+        [str(python), "-I", "-c", _PROBE],
+        env=child_environ(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeFetchError(

@@ -20,6 +20,7 @@ from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
 from portpy_action.runtime.http import retrying_stream
 from portpy_action.runtime.releases import Release
+from portpy_action.urls import redact_url
 
 CHUNK = 256 * 1024
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -46,7 +47,7 @@ def cached_download(
 
     partial = cache_dir / f".{release.asset_name}.{os.getpid()}.partial"
     try:
-        log.info(f"downloading {release.url}")
+        log.info(f"downloading {redact_url(release.url)}")
         download(release.url, partial, client=client, log=log, retry=retry, sleep=sleep)
         actual = sha256_file(partial)
         if actual != release.sha256:
@@ -72,7 +73,7 @@ def download(
     sleep: Sleep = time.sleep,
 ) -> None:
     """Stream `url` into `dest`, resuming with Range when the body is cut off."""
-    label = url.rsplit("/", 1)[-1].replace("%2B", "+")
+    label = redact_url(url).rsplit("/", 1)[-1].replace("%2B", "+")
     interruptions = 0
     have = 0
     progress = None
@@ -84,7 +85,7 @@ def download(
             ) as response:
                 if not response.is_success:
                     raise RuntimeFetchError(
-                        f"{url} answered HTTP {response.status_code}",
+                        f"{redact_url(url)} answered HTTP {response.status_code}",
                         hint="Check `python-mirror`, `python-build-tag` and `target`"
                         if response.status_code == 404
                         else "Try again later",
@@ -92,7 +93,9 @@ def download(
                 start, total = _span(response, have)
                 if start != have:
                     if start != 0:
-                        raise RuntimeFetchError(f"{url} resumed at byte {start}, not {have}")
+                        raise RuntimeFetchError(
+                            f"{redact_url(url)} resumed at byte {start}, not {have}"
+                        )
                     # The server ignored Range: start over.
                     out.seek(0)
                     out.truncate()

@@ -23,6 +23,7 @@ from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
 from portpy_action.runtime.http import get_json, get_text
 from portpy_action.spec import RuntimeRequest
+from portpy_action.urls import redact_url
 
 PBS_REPO = "astral-sh/python-build-standalone"
 STRIPPED, UNSTRIPPED = "install_only_stripped", "install_only"
@@ -242,7 +243,7 @@ def _api_release(
         )
     if status != 200 or not isinstance(body, dict):
         raise RuntimeFetchError(
-            f"{url} answered HTTP {status}",
+            f"{redact_url(url)} answered HTTP {status}",
             hint="Check `GITHUB_API_URL` and the token"
             if status in (401, 403)
             else "Try again later, or use `python-mirror` / `python-archive`",
@@ -257,12 +258,12 @@ def _sha256sums(
     if status == 404:
         raise InputError(
             "python-build-tag",
-            f"there is no {url}: release `{tag}` is missing there or has no SHA256SUMS",
+            f"there is no {redact_url(url)}: release `{tag}` is missing there or has no SHA256SUMS",
             hint="Check `python-mirror` and `python-build-tag`",
         )
     if status != 200:
-        raise RuntimeFetchError(f"{url} answered HTTP {status}", hint="Try again later")
+        raise RuntimeFetchError(f"{redact_url(url)} answered HTTP {status}", hint="Try again later")
     sums = parse_sha256sums(text)
     if not sums:
-        raise RuntimeFetchError(f"{url} lists no checksums")
+        raise RuntimeFetchError(f"{redact_url(url)} lists no checksums")
     return sums

@@ -43,6 +43,7 @@ from portpy_action.bundle.manifest import (
     write_json,
 )
 from portpy_action.bundle.project import copy_project
+from portpy_action.bundle.repair import repair_elf_files
 from portpy_action.bundle.scripts import relocate_scripts
 from portpy_action.check import PortabilityReport, enforce_policy, scan_bundle
 from portpy_action.check.smoke import smoke_test
@@ -90,6 +91,10 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
             distributions = installed_distributions(runtime.root)
             for dist in distributions:
                 log.info(f"  {dist.name} {dist.version}")
+
+        with log.stage("repair", "Repair ELF files built from sdists"):
+            for repair in repair_elf_files(bundle, build_prefix=WORK_PREFIX):
+                log.info(f"  {repair.path}: {repair.action}")
 
         with log.stage("project", "Copy the project into app/"):
             if spec.project_dir is not None:

@@ -26,7 +26,7 @@ FORMATS = ("tar.gz", "tar.zst", "tar.xz", "zip")
 FLAVORS = ("install_only_stripped", "install_only")
 INSTALLERS = ("uv", "pip")
 MODES = ("build", "check")
-EXTERNAL_LIB_POLICIES = ("error", "warn")
+EXTERNAL_LIB_POLICIES = ("error", "warn", "vendor")
 
 DEFAULT_API_URL = "https://api.github.com"
 PBS_DOWNLOAD_BASE = "https://github.com/astral-sh/python-build-standalone/releases/download"

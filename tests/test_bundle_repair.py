@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import pytest
 from portpy_action.bundle.buildpath import remove_build_paths
 from portpy_action.bundle.record import record_hash
 from portpy_action.bundle.repair import repair_elf_files, repaired_entries
+from portpy_action.bundle.vendor import hashed_name, vendor_libraries
+from portpy_action.check.report import ExternalLib
+from portpy_action.errors import BundleError
 from tests.fixtures.native import PLAIN_C, compile_c, dynamic, install_dist
 
 PREFIX = ".portpy-build-"
@@ -115,3 +119,73 @@ def test_a_file_string_naming_the_build_folder_is_a_notice_not_an_error(bundle: 
     assert [r.action.startswith("notice") for r in repairs] == [True]
     assert [(f.path, f.action.startswith("notice")) for f in fixes] == [(f"{SITE}/pkg/f.so", True)]
     assert ext.exists()
+
+
+# -- external-libs: vendor ----------------------------------------------------
+
+BAR_C = "int bar(void) { return 2; }\n"
+FOO_C = "int bar(void);\nint foo(void) { return bar() + 1; }\n"
+USES_FOO_C = "int foo(void);\nint probe(void) { return foo(); }\n"
+
+
+@pytest.fixture
+def machine_libs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`libfoo.so.1` needing `libbar.so.2`, where this machine's loader finds them."""
+    lib = tmp_path / "machine-lib"
+    compile_c(BAR_C, lib / "libbar.so.2", args=["-Wl,-soname,libbar.so.2"])
+    compile_c(
+        FOO_C, lib / "libfoo.so.1", args=["-Wl,-soname,libfoo.so.1", f"-L{lib}", "-l:libbar.so.2"]
+    )
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(lib))
+    return lib
+
+
+def _loader_list(path: Path) -> dict[str, str]:
+    """What the real loader resolves for `path` with no help from the environment."""
+    env = {"PATH": "/usr/bin:/bin"}
+    text = subprocess.run(["ldd", str(path)], capture_output=True, text=True, env=env).stdout
+    return {
+        line.split()[0]: os.path.normpath(line.split()[2])
+        for line in text.splitlines()
+        if " => " in line
+    }
+
+
+def test_vendoring_copies_the_library_and_its_needs_and_points_the_file_at_them(
+    bundle: Path, machine_libs: Path
+) -> None:
+    ext = _extension(bundle, "g.so", [f"-L{machine_libs}", "-l:libfoo.so.1"], source=USES_FOO_C)
+    assert _loader_list(ext)["libfoo.so.1"] == "not"  # not found without LD_LIBRARY_PATH
+
+    vendored = vendor_libraries(
+        bundle,
+        [ExternalLib("libfoo.so.1", f"{SITE}/pkg/g.so", "pkg")],
+        allowed=lambda soname: soname.startswith(("libc.", "ld-linux")),
+    )
+
+    foo = hashed_name("libfoo.so.1", (machine_libs / "libfoo.so.1").read_bytes())
+    bar = hashed_name("libbar.so.2", (machine_libs / "libbar.so.2").read_bytes())
+    assert foo.startswith("libfoo-") and foo.endswith(".so.1")
+    assert {v.copy for v in vendored} == {f"{SITE}/pkg.libs/{foo}", f"{SITE}/pkg.libs/{bar}"}
+    assert dynamic(ext)["NEEDED"] == [foo]
+    assert dynamic(ext)["RUNPATH"] == ["$ORIGIN/../pkg.libs"]
+    copy = bundle / SITE / "pkg.libs" / foo
+    assert dynamic(copy)["NEEDED"][0] == bar
+    assert dynamic(copy)["RUNPATH"] == ["$ORIGIN"]
+    resolved = _loader_list(ext)
+    assert resolved[foo] == str(copy)
+    assert resolved[bar] == str(bundle / SITE / "pkg.libs" / bar)
+    record = next((bundle / SITE).glob("pkg-1.0.dist-info/RECORD"))
+    rows = {row[0]: row[1] for row in csv.reader(record.open())}
+    assert rows[f"pkg.libs/{foo}"] == record_hash(copy.read_bytes())
+    assert rows["pkg/g.so"] == record_hash(ext.read_bytes())
+
+
+def test_a_library_this_machine_lacks_cannot_be_vendored(bundle: Path, machine_libs: Path) -> None:
+    ext = _extension(bundle, "h.so", [f"-L{machine_libs}", "-l:libfoo.so.1"], source=USES_FOO_C)
+    (machine_libs / "libfoo.so.1").unlink()
+    with pytest.raises(BundleError, match=r"libfoo\.so\.1.*not on this machine"):
+        vendor_libraries(
+            bundle, [ExternalLib("libfoo.so.1", f"{SITE}/pkg/h.so", "pkg")], allowed=bool
+        )
+    assert dynamic(ext)["NEEDED"] == ["libfoo.so.1"]

@@ -55,7 +55,8 @@ class _ElfFacts:
     debug_names_build: bool
 
 
-def _read(path: Path, marker: bytes) -> _ElfFacts | None:
+def _read(path: Path, marker: bytes | None) -> _ElfFacts | None:
+    """Search path and whether debug sections hold `marker` (None: skip that look)."""
     try:
         with path.open("rb") as stream:
             elf: Any = ELFFile(stream)
@@ -72,7 +73,11 @@ def _read(path: Path, marker: bytes) -> _ElfFacts | None:
                             rpath += [p for p in tag.rpath.split(":") if p]
                         elif tag.entry.d_tag == "DT_RUNPATH":
                             runpath += [p for p in tag.runpath.split(":") if p]
-                elif section.name.startswith(_DEBUG_PREFIXES) and not debug_names_build:
+                elif (
+                    marker is not None
+                    and not debug_names_build
+                    and section.name.startswith(_DEBUG_PREFIXES)
+                ):
                     debug_names_build = marker in section.data()
     except (ELFError, ValueError, KeyError, IndexError):
         return None  # not ours to judge: the scan reports unreadable files
@@ -144,7 +149,8 @@ def repair_elf_files(bundle: Path, *, build_prefix: str) -> list[Repair]:
     repairs: list[Repair] = []
     changed: list[Path] = []
     for path in _iter_elf(runtime):
-        facts = _read(path, marker)
+        # Reading debug sections is slow on unstripped runtimes: only when worth it.
+        facts = _read(path, marker if marker in path.read_bytes() else None)
         if facts is None:
             continue
         rel = path.relative_to(bundle).as_posix()

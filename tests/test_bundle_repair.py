@@ -11,9 +11,11 @@ import pytest
 
 from portpy_action.bundle.buildpath import remove_build_paths
 from portpy_action.bundle.record import record_hash
-from portpy_action.bundle.repair import repair_elf_files, repaired_entries
+from portpy_action.bundle.repair import SearchPath, repair_elf_files, repaired_entries, search_path
 from portpy_action.bundle.vendor import hashed_name, vendor_libraries
+from portpy_action.check.elf import read_elf
 from portpy_action.check.report import ExternalLib
+from portpy_action.check.scan import iter_elf_files
 from portpy_action.errors import BundleError
 from tests.fixtures.native import PLAIN_C, compile_c, dynamic, install_dist
 
@@ -189,3 +191,20 @@ def test_a_library_this_machine_lacks_cannot_be_vendored(bundle: Path, machine_l
             bundle, [ExternalLib("libfoo.so.1", f"{SITE}/pkg/h.so", "pkg")], allowed=bool
         )
     assert dynamic(ext)["NEEDED"] == ["libfoo.so.1"]
+
+
+def test_the_fast_search_path_reader_agrees_with_pyelftools(pbs_runtime_dir: Path) -> None:
+    compared = 0
+    for path in iter_elf_files(pbs_runtime_dir):
+        info = read_elf(path)
+        found = search_path(path.read_bytes())
+        if info is None:
+            assert found is False, path
+            continue
+        expected = info.runpath or info.rpath
+        assert (found.entries if isinstance(found, SearchPath) else ()) == expected, path
+        if expected:
+            assert isinstance(found, SearchPath)
+            assert found.is_rpath == (not info.runpath), path
+        compared += 1
+    assert compared > 10

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
 from portpy_action.bundle import elfedit
@@ -49,44 +48,82 @@ class Repair:
     action: str
 
 
-@dataclass(frozen=True)
-class _ElfFacts:
-    search: SearchPath | None
-    debug_names_build: bool
+# ELF constants: e_type values the loader maps, program header and dynamic tag kinds.
+_ET_EXEC, _ET_DYN = 2, 3
+_PT_LOAD, _PT_DYNAMIC = 1, 2
+_DT_NULL, _DT_STRTAB, _DT_RPATH, _DT_RUNPATH = 0, 5, 15, 29
+# Per ELF class: header fields (e_phoff, e_phentsize/e_phnum offsets), a program header
+# and a dynamic entry, as struct formats.
+_LAYOUTS = {
+    1: ("I", 28, 42, "IIIIIIII", (0, 1, 2, 4), "iI"),  # ELF32: type offset vaddr filesz
+    2: ("Q", 32, 54, "IIQQQQQQ", (0, 2, 3, 5), "qQ"),  # ELF64
+}
 
 
-def _read(path: Path, marker: bytes | None) -> _ElfFacts | None:
-    """Search path and whether debug sections hold `marker` (None: skip that look)."""
+def search_path(data: bytes) -> SearchPath | bool | None:
+    """The DT_RUNPATH (else DT_RPATH) of an executable or shared object in `data`.
+
+    Read straight from the program headers with `struct`: a runtime has hundreds
+    of ELF files and section-by-section parsing would be most of this stage's time.
+    Returns False for ELF files the loader does not map (objects, core dumps) or
+    cannot be read, None when there is no search path.
+    """
+    try:
+        layout = _LAYOUTS[data[4]]
+        order = "<" if data[5] == 1 else ">"
+        addr, phoff_at, phsize_at, ph_format, ph_fields, dyn_format = layout
+        if struct.unpack_from(order + "H", data, 16)[0] not in (_ET_EXEC, _ET_DYN):
+            return False
+        (phoff,) = struct.unpack_from(order + addr, data, phoff_at)
+        phentsize, phnum = struct.unpack_from(order + "HH", data, phsize_at)
+        loads: list[tuple[int, int, int]] = []
+        dynamic: tuple[int, int] | None = None
+        for number in range(phnum):
+            fields = struct.unpack_from(order + ph_format, data, phoff + number * phentsize)
+            kind, offset, vaddr, filesz = (fields[i] for i in ph_fields)
+            if kind == _PT_LOAD:
+                loads.append((vaddr, offset, filesz))
+            elif kind == _PT_DYNAMIC:
+                dynamic = (offset, filesz)
+        if dynamic is None:
+            return None
+        entry = struct.Struct(order + dyn_format)
+        tags: dict[int, list[int]] = {}
+        for at in range(dynamic[0], dynamic[0] + dynamic[1], entry.size):
+            tag, value = entry.unpack_from(data, at)
+            if tag == _DT_NULL:
+                break
+            tags.setdefault(tag, []).append(value)
+        kind_rpath = _DT_RUNPATH if _DT_RUNPATH in tags else _DT_RPATH
+        if kind_rpath not in tags or _DT_STRTAB not in tags:
+            return None
+        strtab = next(
+            off + tags[_DT_STRTAB][0] - va
+            for va, off, size in loads
+            if va <= tags[_DT_STRTAB][0] < va + size
+        )
+        entries: list[str] = []
+        for value in tags[kind_rpath]:
+            start = strtab + value
+            text = data[start : data.index(b"\0", start)].decode("utf-8", "surrogateescape")
+            entries += [part for part in text.split(":") if part]
+        return SearchPath(tuple(entries), is_rpath=kind_rpath == _DT_RPATH)
+    except (KeyError, IndexError, ValueError, StopIteration, struct.error):
+        return False
+
+
+def _debug_names_build(path: Path, marker: bytes) -> bool:
+    """Whether a DWARF section of the file holds `marker`."""
     try:
         with path.open("rb") as stream:
             elf: Any = ELFFile(stream)
-            if elf.header["e_type"] not in ("ET_EXEC", "ET_DYN"):
-                return None
-            rpath: list[str] = []
-            runpath: list[str] = []
-            debug_names_build = False
-            for section in elf.iter_sections():
-                if isinstance(section, DynamicSection):
-                    tags: Iterator[Any] = section.iter_tags()
-                    for tag in tags:
-                        if tag.entry.d_tag == "DT_RPATH":
-                            rpath += [p for p in tag.rpath.split(":") if p]
-                        elif tag.entry.d_tag == "DT_RUNPATH":
-                            runpath += [p for p in tag.runpath.split(":") if p]
-                elif (
-                    marker is not None
-                    and not debug_names_build
-                    and section.name.startswith(_DEBUG_PREFIXES)
-                ):
-                    debug_names_build = marker in section.data()
+            return any(
+                marker in section.data()
+                for section in elf.iter_sections()
+                if section.name.startswith(_DEBUG_PREFIXES)
+            )
     except (ELFError, ValueError, KeyError, IndexError):
-        return None  # not ours to judge: the scan reports unreadable files
-    search = None
-    if runpath:
-        search = SearchPath(tuple(runpath), is_rpath=False)
-    elif rpath:
-        search = SearchPath(tuple(rpath), is_rpath=True)
-    return _ElfFacts(search, debug_names_build)
+        return False
 
 
 def _build_folder_re(prefix: str) -> re.Pattern[str]:
@@ -149,32 +186,33 @@ def repair_elf_files(bundle: Path, *, build_prefix: str) -> list[Repair]:
     repairs: list[Repair] = []
     changed: list[Path] = []
     for path in _iter_elf(runtime):
-        # Reading debug sections is slow on unstripped runtimes: only when worth it.
-        facts = _read(path, marker if marker in path.read_bytes() else None)
-        if facts is None:
-            continue
+        data = path.read_bytes()
+        search = search_path(data)
+        if search is False:
+            continue  # not ours to judge: the scan reports unreadable files
         rel = path.relative_to(bundle).as_posix()
         actions = []
-        if facts.debug_names_build:
+        # Reading debug sections is slow on unstripped runtimes: only when worth it.
+        if marker in data and _debug_names_build(path, marker):
             elfedit.strip_debug(path)
             actions.append("debug info that named the build folder stripped")
-        if facts.search is not None:
+        if isinstance(search, SearchPath):
             new = repaired_entries(
-                facts.search.entries,
+                search.entries,
                 origin=Path(os.path.abspath(path.parent)),
                 bundle=bundle,
                 build_prefix=build_prefix,
             )
-            if new != facts.search.entries:
-                elfedit.set_search_path(path, new, keep_rpath=facts.search.is_rpath)
-                kind = "RPATH" if facts.search.is_rpath else "RUNPATH"
-                before = ":".join(facts.search.entries)
+            if new != search.entries:
+                elfedit.set_search_path(path, new, keep_rpath=search.is_rpath)
+                kind = "RPATH" if search.is_rpath else "RUNPATH"
+                before = ":".join(search.entries)
                 after = ":".join(new) or "(removed)"
                 actions.append(f"{kind} {before} -> {after}")
         if actions:
             changed.append(path)
             repairs.append(Repair(rel, "; ".join(actions)))
-        if marker in path.read_bytes():
+        if marker in (path.read_bytes() if actions else data):
             repairs.append(
                 Repair(rel, "notice: still names a build folder in data the loader never reads")
             )

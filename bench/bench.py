@@ -52,6 +52,7 @@ STAGES = (
     "download",
     "unpack",
     "install",
+    "repair",
     "relocate",
     "compile",
     "scan",

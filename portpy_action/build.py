@@ -45,7 +45,9 @@ from portpy_action.bundle.manifest import (
     write_json,
 )
 from portpy_action.bundle.project import copy_project
+from portpy_action.bundle.repair import repair_elf_files
 from portpy_action.bundle.scripts import relocate_scripts
+from portpy_action.bundle.vendor import vendor_external_libs
 from portpy_action.check import PortabilityReport, enforce_policy, scan_bundle
 from portpy_action.check.smoke import smoke_test
 from portpy_action.errors import InputError
@@ -102,6 +104,10 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
             for dist in distributions:
                 log.info(f"  {dist.name} {dist.version}")
 
+        with log.stage("repair", "Repair ELF files built from sdists"):
+            for repair in repair_elf_files(bundle, build_prefix=WORK_PREFIX):
+                log.info(f"  {repair.path}: {repair.action}")
+
         with log.stage("project", "Copy the project into app/"):
             if spec.project_dir is not None:
                 copied = copy_project(
@@ -144,6 +150,12 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                     skip=[packages / name for name in SOURCE_ONLY],
                 )
                 log.info(f"  {compiled} files; left as source: {', '.join(SOURCE_ONLY)}")
+
+        if spec.external_libs == "vendor":
+            with log.stage("vendor", "Copy external libraries into the bundle"):
+                for lib in vendor_external_libs(bundle, max_glibc=spec.max_glibc):
+                    users = ", ".join(lib.needed_by) or "the libraries above"
+                    log.info(f"  {lib.copy} <- {lib.source} (for {users})")
 
         with log.stage("scan", "Measure the glibc baseline and external libraries"):
             report = scan_bundle(bundle)

@@ -27,7 +27,7 @@ FORMATS = ("tar.gz", "tar.zst", "tar.xz", "zip")
 FLAVORS = ("install_only_stripped", "install_only")
 INSTALLERS = ("uv", "pip")
 MODES = ("build", "check")
-EXTERNAL_LIB_POLICIES = ("error", "warn")
+EXTERNAL_LIB_POLICIES = ("error", "warn", "vendor")
 INSTALL_PROJECT_MODES = ("auto", "true", "false")
 LAUNCHER_CHOICES = ("all", "none")
 

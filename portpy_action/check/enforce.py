@@ -20,7 +20,8 @@ from portpy_action.check.scan import external_libs as judge_external_libs
 from portpy_action.errors import CheckError, InputError
 from portpy_action.log import Logger
 
-EXTERNAL_LIB_ACTIONS = ("error", "warn")
+# `vendor` copies them into the bundle before the scan (bundle/vendor.py); any left are errors.
+EXTERNAL_LIB_ACTIONS = ("error", "warn", "vendor")
 
 
 def _limit(family: str, arch: str, max_glibc: Version, policy: ManylinuxPolicy) -> Version | None:
@@ -69,7 +70,8 @@ def enforce_policy(
         raise InputError(
             "external-libs",
             f"`{external_libs}` is not one of {', '.join(EXTERNAL_LIB_ACTIONS)}",
-            hint="Use `error` to fail the build or `warn` to only report them",
+            hint="Use `error` to fail the build, `warn` to only report them, or `vendor` "
+            "to copy them into the bundle",
         )
     policy = policy_for_glibc(max_glibc)
     problems: list[str] = []
@@ -87,7 +89,7 @@ def enforce_policy(
         f"the bundle nor on the {policy.name} allow-list"
         for lib in externals
     ]
-    if external_lines and external_libs == "error":
+    if external_lines and external_libs != "warn":
         problems.append(f"{len(external_lines)} external librar(y/ies):")
         problems.extend(f"  {line}" for line in external_lines)
     else:

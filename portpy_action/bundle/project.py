@@ -1,20 +1,28 @@
 """Copy the user's project folder into the bundle's `app/`.
 
 Left out: version-control and cache folders, virtualenvs (any folder holding a
-`pyvenv.cfg`), the output folder (the build happens inside it), and whatever the
-`exclude` globs match. A glob without `/` matches a name at any depth (like
+`pyvenv.cfg`), the output folder (the build happens inside it) or, when the
+output folder is the project folder, the archives in it, any folder holding
+archives of earlier builds, build folders, and whatever the `exclude` globs match. A glob without `/` matches a name at any depth (like
 `*.log`); one with `/` matches the path from the project root (like `docs/*`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
 from portpy_action.errors import InputError
+
+# Build folders of this tool (its own, an interrupted run's): never project files.
+WORK_FOLDER_PREFIX = ".portpy-build-"
+# What `pack` writes beside an archive: `<sha256>  <archive name>`.
+_SUM_LINE = re.compile(rb"[0-9a-f]{64}  [^\n]+\n?")
 
 ALWAYS_EXCLUDED = (
     ".git",
@@ -61,14 +69,16 @@ def copy_project(
     skipped = {p.resolve() for p in skip}
     copied: list[PurePosixPath] = []
     dest.mkdir(parents=True)
-    for folder, dirnames, filenames in os.walk(source):
+    for folder, dirnames, filenames in os.walk(source, onerror=_unreadable_folder(source)):
         here = Path(folder)
         rel_here = PurePosixPath(here.relative_to(source).as_posix())
+        # The output folder may be the project folder itself: its archives stay out.
+        outputs = earlier_outputs(here) if here in skipped else set()
         kept_dirs = []
         for name in sorted(dirnames):
             path = here / name
             rel = rel_here / name
-            if _leave_out_folder(path, rel, patterns, skipped):
+            if _leave_out_folder(path, rel, patterns, skipped) or name in outputs:
                 continue
             if path.is_symlink():
                 _copy_link(path, rel, source, dest)
@@ -80,12 +90,12 @@ def copy_project(
         for name in sorted(filenames):
             path = here / name
             rel = rel_here / name
-            if is_excluded(rel, patterns):
+            if is_excluded(rel, patterns) or name in outputs:
                 continue
             if path.is_symlink():
                 _copy_link(path, rel, source, dest)
             elif path.is_file():
-                shutil.copy2(path, dest / rel)
+                _copy_file(path, rel, dest)
             else:
                 raise InputError(
                     "project-dir",
@@ -101,10 +111,61 @@ def _leave_out_folder(
 ) -> bool:
     return (
         rel.name in ALWAYS_EXCLUDED
+        or rel.name.startswith(WORK_FOLDER_PREFIX)
         or (path / "pyvenv.cfg").is_file()
         or path.resolve() in skipped
+        or bool(earlier_outputs(path))
         or is_excluded(rel, patterns)
     )
+
+
+def earlier_outputs(folder: Path) -> set[str]:
+    """Names in `folder` that earlier builds wrote: archives, their `.sha256` and `.json`.
+
+    A folder holding these is an output folder (say an old `output-dir`); copied
+    into `app/`, each build would carry all earlier archives along.
+    """
+    names: set[str] = set()
+    try:
+        sums = [p for p in folder.glob("*.sha256") if p.is_file() and not p.is_symlink()]
+    except OSError:
+        return names
+    for sum_file in sums:
+        archive = sum_file.name.removesuffix(".sha256")
+        try:
+            with sum_file.open("rb") as opened:
+                text = opened.read(200)
+        except OSError:
+            continue
+        if _SUM_LINE.fullmatch(text) and text.split(b"  ", 1)[1].strip() == os.fsencode(archive):
+            names |= {sum_file.name, archive, f"{archive}.json"}
+    with contextlib.suppress(OSError):
+        names |= {p.name for p in folder.glob(f"{WORK_FOLDER_PREFIX}*")}
+    return names
+
+
+def _copy_file(path: Path, rel: PurePosixPath, dest: Path) -> None:
+    try:
+        shutil.copy2(path, dest / rel)
+    except PermissionError as exc:
+        raise InputError(
+            "project-dir",
+            f"`{rel}` cannot be read ({exc.strerror})",
+            hint="Make it readable, or add it to `exclude`",
+        ) from exc
+
+
+def _unreadable_folder(source: Path) -> Callable[[OSError], None]:
+    def fail(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else source
+        rel = where.relative_to(source) if where.is_relative_to(source) else where
+        raise InputError(
+            "project-dir",
+            f"`{rel}` cannot be read ({exc.strerror})",
+            hint="Make it readable, or add it to `exclude`",
+        ) from exc
+
+    return fail
 
 
 def _copy_link(path: Path, rel: PurePosixPath, source: Path, dest: Path) -> None:

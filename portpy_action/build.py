@@ -45,7 +45,7 @@ from portpy_action.bundle.recorded import content_inputs
 from portpy_action.bundle.scripts import relocate_scripts
 from portpy_action.check import PortabilityReport, enforce_policy, scan_bundle
 from portpy_action.check.smoke import smoke_test
-from portpy_action.errors import InputError
+from portpy_action.errors import InputError, writing_to
 from portpy_action.log import Logger
 from portpy_action.pack import PackedArchive, archive_mtime, pack
 from portpy_action.runtime import Release, fetch_runtime
@@ -220,7 +220,8 @@ def _work_folder(output_dir: Path) -> Iterator[Path]:
                 f"`{output_dir}` cannot be written ({exc.strerror or exc})",
                 hint="Choose a folder you can write to",
             ) from exc
-        yield work
+        with writing_to(output_dir):
+            yield work
 
 
 def _publish(packed: PackedArchive, output_dir: Path) -> PackedArchive:

@@ -13,7 +13,7 @@ import contextlib
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
@@ -65,11 +65,26 @@ def copy_project(
     folder, the build folder). Symlinks are kept when they stay inside the project.
     """
     source = source.resolve()
-    patterns = tuple(exclude)
-    skipped = {p.resolve() for p in skip}
+    try:
+        return _copy_tree(source, dest, tuple(exclude), {p.resolve() for p in skip})
+    except PermissionError as exc:
+        where = Path(os.fsdecode(exc.filename)) if exc.filename else source
+        if where.name == "pyvenv.cfg":  # looked for in a folder that cannot be entered
+            where = where.parent
+        rel = where.relative_to(source) if where.is_relative_to(source) else where
+        raise InputError(
+            "project-dir",
+            f"`{rel}` cannot be read ({exc.strerror})",
+            hint="Make it readable, or add it to `exclude`",
+        ) from exc
+
+
+def _copy_tree(
+    source: Path, dest: Path, patterns: tuple[str, ...], skipped: set[Path]
+) -> list[PurePosixPath]:
     copied: list[PurePosixPath] = []
     dest.mkdir(parents=True)
-    for folder, dirnames, filenames in os.walk(source, onerror=_unreadable_folder(source)):
+    for folder, dirnames, filenames in os.walk(source, onerror=_raise):
         here = Path(folder)
         rel_here = PurePosixPath(here.relative_to(source).as_posix())
         # The output folder may be the project folder itself: its archives stay out.
@@ -95,7 +110,7 @@ def copy_project(
             if path.is_symlink():
                 _copy_link(path, rel, source, dest)
             elif path.is_file():
-                _copy_file(path, rel, dest)
+                shutil.copy2(path, dest / rel)
             else:
                 raise InputError(
                     "project-dir",
@@ -144,28 +159,8 @@ def earlier_outputs(folder: Path) -> set[str]:
     return names
 
 
-def _copy_file(path: Path, rel: PurePosixPath, dest: Path) -> None:
-    try:
-        shutil.copy2(path, dest / rel)
-    except PermissionError as exc:
-        raise InputError(
-            "project-dir",
-            f"`{rel}` cannot be read ({exc.strerror})",
-            hint="Make it readable, or add it to `exclude`",
-        ) from exc
-
-
-def _unreadable_folder(source: Path) -> Callable[[OSError], None]:
-    def fail(exc: OSError) -> None:
-        where = Path(exc.filename) if exc.filename else source
-        rel = where.relative_to(source) if where.is_relative_to(source) else where
-        raise InputError(
-            "project-dir",
-            f"`{rel}` cannot be read ({exc.strerror})",
-            hint="Make it readable, or add it to `exclude`",
-        ) from exc
-
-    return fail
+def _raise(exc: OSError) -> None:
+    raise exc
 
 
 def _copy_link(path: Path, rel: PurePosixPath, source: Path, dest: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from portpy_action.archives import sha256_file
-from portpy_action.errors import RuntimeFetchError
+from portpy_action.errors import RuntimeFetchError, writing_to
 from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
 from portpy_action.runtime.http import retrying_stream
@@ -48,7 +48,10 @@ def cached_download(
     # Partial downloads of runs that were killed hold no lock: remove them. They
     # are not resumed: the next download starts clean and resumes only its own.
     sweep(cache_dir, PARTIAL_PATTERN)
-    with scratch_file(cache_dir, f".{release.asset_name}.", ".partial") as partial:
+    with (
+        writing_to(cache_dir),
+        scratch_file(cache_dir, f".{release.asset_name}.", ".partial") as partial,
+    ):
         log.info(f"downloading {release.url}")
         download(release.url, partial, client=client, log=log, retry=retry, sleep=sleep)
         actual = sha256_file(partial)

@@ -22,7 +22,9 @@ from portpy_action.runtime.releases import Release
 from portpy_action.scratch import scratch_file, sweep
 
 CHUNK = 256 * 1024
-PARTIAL_PATTERN = ".*.partial"
+# Partial downloads of pbs assets (all named `cpython-…`); a cache-dir chosen by
+# the user may hold other tools' partial files, which are not ours to remove.
+PARTIAL_PATTERN = ".cpython-*.partial"
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 

@@ -16,10 +16,8 @@ so a failure or Ctrl-C leaves nothing that looks finished.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,19 +42,21 @@ from portpy_action.bundle.manifest import (
     bundle_manifest,
     write_json,
 )
-from portpy_action.bundle.project import copy_project
+from portpy_action.bundle.project import WORK_FOLDER_PREFIX, copy_project
+from portpy_action.bundle.recorded import content_inputs
 from portpy_action.bundle.repair import repair_elf_files
 from portpy_action.bundle.scripts import relocate_scripts
 from portpy_action.bundle.vendor import vendor_external_libs
 from portpy_action.check import PortabilityReport, enforce_policy, scan_bundle
 from portpy_action.check.smoke import smoke_test
-from portpy_action.errors import InputError
+from portpy_action.errors import InputError, writing_to
 from portpy_action.log import Logger
 from portpy_action.pack import PackedArchive, archive_mtime, pack
 from portpy_action.runtime import Release, fetch_runtime
+from portpy_action.scratch import scratch_folder, sweep
 from portpy_action.spec import BuildSpec
 
-WORK_PREFIX = ".portpy-build-"
+WORK_PREFIX = WORK_FOLDER_PREFIX
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                 command=spec.command,
                 release=release,
                 distributions=distributions,
-                inputs=spec.inputs,
+                inputs=content_inputs(spec),
                 portability=report.to_dict(),
                 sources={
                     "requirements": plan.source.describe(spec.project_dir) if plan.source else None,
@@ -178,6 +178,9 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                 },
             )
             write_json(bundle / MANIFEST_NAME, manifest)
+            # The last look for the build folder's path, now that every file is written.
+            for fix in remove_build_paths(bundle, [work]):
+                log.info(f"  {fix.path}: {fix.action}")
 
         name = spec.archive_name(release.version, release.target)
         with log.stage("pack", f"Pack {name}"):
@@ -238,20 +241,25 @@ def _check_inputs(spec: BuildSpec) -> None:
 
 @contextmanager
 def _work_folder(output_dir: Path) -> Iterator[Path]:
-    """A hidden folder inside `output_dir` (same filesystem: the final renames are atomic)."""
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=output_dir))
-    except OSError as exc:
-        raise InputError(
-            "output-dir",
-            f"`{output_dir}` cannot be written ({exc.strerror or exc})",
-            hint="Choose a folder you can write to",
-        ) from exc
-    try:
-        yield work
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    """A hidden folder inside `output_dir` (same filesystem: the final renames are atomic).
+
+    It is locked while this run lives, so a later run can tell a dead run's folder
+    from a live one's and removes only the former.
+    """
+    with ExitStack() as stack:
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            # Build folders of runs that were killed (SIGKILL, a lost runner) hold no lock.
+            sweep(output_dir, f"{WORK_PREFIX}*")
+            work = stack.enter_context(scratch_folder(output_dir, WORK_PREFIX))
+        except OSError as exc:
+            raise InputError(
+                "output-dir",
+                f"`{output_dir}` cannot be written ({exc.strerror or exc})",
+                hint="Choose a folder you can write to",
+            ) from exc
+        with writing_to(output_dir):
+            yield work
 
 
 def _publish(packed: PackedArchive, output_dir: Path) -> PackedArchive:

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from portpy_action import __version__
-from portpy_action.errors import InputError, PortpyError
+from portpy_action.errors import InputError, PortpyError, disk_full
 from portpy_action.log import Logger
 from portpy_action.options import action_inputs
+from portpy_action.signals import EXIT_TERMINATED, Terminated, sigterm_raises
 from portpy_action.spec import BuildSpec, load_config
 
 if TYPE_CHECKING:
@@ -240,13 +241,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     log = Logger()
     try:
-        return COMMANDS[args.command_name](args, log)
+        with sigterm_raises():
+            return COMMANDS[args.command_name](args, log)
     except PortpyError as exc:
-        log.error(str(exc), file=exc.file, line=exc.line)
+        error = disk_full(exc) or exc
+        log.error(str(error), file=error.file, line=error.line)
+        return 1
+    except OSError as exc:
+        full = disk_full(exc)
+        if full is None:
+            raise
+        log.error(str(full))
         return 1
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    except Terminated:
+        log.error("terminated (SIGTERM)")
+        return EXIT_TERMINATED
 
 
 if __name__ == "__main__":

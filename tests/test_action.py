@@ -265,6 +265,8 @@ def test_check_says_whether_a_build_is_needed(world: World, two_builds: tuple[Ru
         ("project-dir", "../outside", "lies outside the workspace"),
         ("artifact-name", "my:bundle", "contains ':'"),
         ("name", "app ghadelimiter_0a1b", "the marker that delimits step outputs"),
+        ("cache-dir", "../outside", "lies outside the workspace, RUNNER_TEMP and HOME"),
+        ("attach-to-release", "v1..2", "is not a tag name: it contains `..`"),
     ],
 )
 def test_a_bad_input_is_one_annotation_naming_it(
@@ -298,6 +300,20 @@ def test_a_bad_requirements_line_is_annotated_where_it_is(world: World) -> None:
     [annotation] = [line for line in run.stdout.splitlines() if line.startswith("::error")]
     assert annotation.startswith("::error file=requirements.txt,line=3::input `requirements`: ")
     assert "editable install" in annotation
+
+
+def test_a_requirements_file_may_not_include_the_runners_files(world: World) -> None:
+    requirements = world.workspace / "requirements.txt"
+    requirements.write_text("rich==13.7.1\n-r /etc/passwd\n")
+    try:
+        run = world.run(build_inputs(world) | {"requirements": "requirements.txt"})
+    finally:
+        requirements.unlink()
+    assert run.returncode == 1
+    [annotation] = [line for line in run.stdout.splitlines() if line.startswith("::error")]
+    assert annotation.startswith("::error file=requirements.txt,line=2::input `requirements`: ")
+    assert "outside the workspace" in annotation
+    assert "root:" not in run.stdout + run.stderr  # nothing of the file is echoed
 
 
 def test_a_local_run_builds_without_an_artifact(world: World, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Mapping
 from pathlib import Path
 
-from portpy_action.errors import InputError, PortpyError
+from portpy_action.errors import InputError, PortpyError, disk_full
 from portpy_action.github.artifacts import RunContext, UploadedArtifact, upload_artifact
 from portpy_action.github.releases import ReleaseAsset, ReleasesAPI, attach, release_holds
 from portpy_action.github.summary import BundleSummary, render_build, render_check
@@ -28,6 +28,7 @@ from portpy_action.github.workflow import (
     write_outputs,
 )
 from portpy_action.log import Logger
+from portpy_action.signals import EXIT_TERMINATED, Terminated, sigterm_raises
 from portpy_action.spec import BuildSpec
 from portpy_action.urls import url_secrets
 
@@ -48,11 +49,23 @@ def main() -> int:
     for secret in url_secrets(os.environ.get(input_variable("python-mirror"), "")):
         log.mask(secret)
     try:
-        run(os.environ, log)
-    except PortpyError as exc:
-        log.error(str(exc), file=_annotation_path(exc.file, _workspace(os.environ)), line=exc.line)
-        return 1
+        with sigterm_raises():
+            run(os.environ, log)
+    except Terminated:
+        log.error("terminated (SIGTERM): the job was cancelled or timed out")
+        return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        log.error("interrupted (SIGINT): the job was cancelled")
+        return 130
     except Exception as exc:
+        full = disk_full(exc)
+        if full is not None:
+            log.error(str(full))
+            return 1
+        if isinstance(exc, PortpyError):
+            path = _annotation_path(exc.file, _workspace(os.environ))
+            log.error(str(exc), file=path, line=exc.line)
+            return 1
         # A bug: still one annotation, and the traceback (masked) for the report.
         log.info("".join(traceback.format_exception(exc)).rstrip())
         log.error(f"internal error: {type(exc).__name__}: {exc}")
@@ -111,6 +124,7 @@ def build_and_publish(
     spec: BuildSpec, env: Mapping[str, str], workspace: Path, log: Logger
 ) -> tuple[dict[str, str], BundleSummary]:
     from portpy_action.build import build
+    from portpy_action.bundle.install import check_requirements
 
     # Check what publishing needs before spending minutes on the build.
     if spec.attach_to_release:
@@ -121,6 +135,9 @@ def build_and_publish(
                 "is empty, but attach-to-release needs it",
                 hint="Keep the default `${{ github.token }}` and grant `permissions: contents: write`",
             )
+    if spec.requirements is not None:
+        # Here the requirements file is the repository's: it may not pull in the runner's files.
+        check_requirements(spec.requirements, inside=workspace)
     try:
         result = build(spec, log=log)
         artifact = _upload_artifact(spec, result.archive, env, log)

@@ -7,7 +7,6 @@ after its sha256 matched, and a cached file is checked again before each use.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -15,14 +14,18 @@ from pathlib import Path
 import httpx
 
 from portpy_action.archives import sha256_file
-from portpy_action.errors import RuntimeFetchError
+from portpy_action.errors import RuntimeFetchError, writing_to
 from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
 from portpy_action.runtime.http import retrying_stream
 from portpy_action.runtime.releases import Release
+from portpy_action.scratch import scratch_file, sweep
 from portpy_action.urls import redact_url
 
 CHUNK = 256 * 1024
+# Partial downloads of pbs assets (all named `cpython-…`); a cache-dir chosen by
+# the user may hold other tools' partial files, which are not ours to remove.
+PARTIAL_PATTERN = ".cpython-*.partial"
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
@@ -45,8 +48,13 @@ def cached_download(
         log.warning(f"cached {path.name} does not match its sha256; downloading it again")
         path.unlink()
 
-    partial = cache_dir / f".{release.asset_name}.{os.getpid()}.partial"
-    try:
+    # Partial downloads of runs that were killed hold no lock: remove them. They
+    # are not resumed: the next download starts clean and resumes only its own.
+    sweep(cache_dir, PARTIAL_PATTERN)
+    with (
+        writing_to(cache_dir),
+        scratch_file(cache_dir, f".{release.asset_name}.", ".partial") as partial,
+    ):
         log.info(f"downloading {redact_url(release.url)}")
         download(release.url, partial, client=client, log=log, retry=retry, sleep=sleep)
         actual = sha256_file(partial)
@@ -57,9 +65,8 @@ def cached_download(
                 hint="The file was deleted. Try again; if it persists, the download host or "
                 "mirror serves bad data",
             )
+        partial.chmod(0o644)  # scratch files are made private; a cached asset is not
         partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 

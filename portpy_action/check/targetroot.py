@@ -20,22 +20,18 @@ at `MOUNT_POINT`. All of it vanishes with the process.
 from __future__ import annotations
 
 import atexit
+import mmap
 import os
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSection
-from elftools.elf.elffile import ELFFile
-from elftools.elf.segments import InterpSegment
 
 from portpy_action.check.policy import GLIBC_LOADERS, ManylinuxPolicy
 
@@ -101,30 +97,88 @@ def target_root_available() -> bool:
 
 @dataclass(frozen=True)
 class _ElfFacts:
-    machine: str
+    machine: int
     elfclass: int
     needed: tuple[str, ...]
     interpreter: str | None
 
 
+# ELF layout facts for the few fields read here (see elf(5)).
+_PT_LOAD, _PT_DYNAMIC, _PT_INTERP = 1, 2, 3
+_DT_NULL, _DT_NEEDED, _DT_STRTAB = 0, 1, 5
+# class -> (e_phoff offset and format, e_phentsize offset, program header format, dyn format)
+_LAYOUT = {
+    1: ((28, "I"), 42, "IIIIIIII", "iI"),  # ELFCLASS32: p_type p_offset p_vaddr .. p_filesz
+    2: ((32, "Q"), 54, "IIQQQQQQ", "qQ"),  # ELFCLASS64: p_type p_flags p_offset p_vaddr ..
+}
+
+
+@cache
 def _elf_facts(path: Path) -> _ElfFacts | None:
-    """Machine, class, DT_NEEDED and PT_INTERP: all the root needs, without symbol tables."""
+    """Machine, class, DT_NEEDED and PT_INTERP: all the root needs.
+
+    Read with `struct` from the program headers alone: pyelftools takes ~50 ms per
+    library for the same, and a root reads a few dozen of them.
+    """
     try:
-        with path.open("rb") as stream:
-            elf = ELFFile(stream)
-            needed: list[str] = []
-            interpreter = None
-            for segment in elf.iter_segments():
-                if isinstance(segment, InterpSegment):
-                    interpreter = str(segment.get_interp_name())
-            for section in elf.iter_sections():
-                if isinstance(section, DynamicSection):
-                    # pyelftools sets `needed` on DT_NEEDED tags at run time.
-                    tags: Iterator[Any] = section.iter_tags()
-                    needed += [str(t.needed) for t in tags if t.entry.d_tag == "DT_NEEDED"]
-            return _ElfFacts(str(elf["e_machine"]), elf.elfclass, tuple(needed), interpreter)
-    except (OSError, ELFError, ValueError, KeyError):
+        with (
+            path.open("rb") as stream,
+            mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data,
+        ):
+            return _parse_elf(data)
+    except (OSError, ValueError, struct.error):
         return None
+
+
+def _parse_elf(data: mmap.mmap) -> _ElfFacts | None:
+    if data[:4] != b"\x7fELF" or data[4] not in _LAYOUT or data[5] not in (1, 2):
+        return None
+    elfclass, order = data[4], "<" if data[5] == 1 else ">"
+    (phoff_at, phoff_format), phentsize_at, phdr_format, dyn_format = _LAYOUT[elfclass]
+    machine = struct.unpack_from(order + "H", data, 18)[0]
+    phoff = struct.unpack_from(order + phoff_format, data, phoff_at)[0]
+    phentsize, phnum = struct.unpack_from(order + "HH", data, phentsize_at)
+    loads: list[tuple[int, int, int]] = []  # (vaddr, offset, filesz)
+    dynamic: tuple[int, int] | None = None
+    interpreter = None
+    for index in range(phnum):
+        fields = struct.unpack_from(order + phdr_format, data, phoff + index * phentsize)
+        if elfclass == 2:
+            p_type, _, offset, vaddr, _, filesz, _, _ = fields
+        else:
+            p_type, offset, vaddr, _, filesz, _, _, _ = fields
+        if p_type == _PT_LOAD:
+            loads.append((vaddr, offset, filesz))
+        elif p_type == _PT_DYNAMIC:
+            dynamic = (offset, filesz)
+        elif p_type == _PT_INTERP:
+            interpreter = data[offset : offset + filesz].split(b"\0", 1)[0].decode()
+    needed_at: list[int] = []
+    strtab_vaddr = None
+    if dynamic is not None:
+        entry = struct.calcsize(order + dyn_format)
+        for at in range(dynamic[0], dynamic[0] + dynamic[1], entry):
+            tag, value = struct.unpack_from(order + dyn_format, data, at)
+            if tag == _DT_NULL:
+                break
+            if tag == _DT_NEEDED:
+                needed_at.append(value)
+            elif tag == _DT_STRTAB:
+                strtab_vaddr = value
+    needed: list[str] = []
+    strtab = next(
+        (
+            off + strtab_vaddr - va
+            for va, off, size in loads
+            if strtab_vaddr is not None and va <= strtab_vaddr < va + size
+        ),
+        None,
+    )
+    if strtab is not None:
+        for name_at in needed_at:
+            start = strtab + name_at
+            needed.append(data[start : data.find(b"\0", start)].decode())
+    return _ElfFacts(machine, elfclass, tuple(needed), interpreter)
 
 
 def parse_ldconfig(text: str) -> dict[str, list[Path]]:
@@ -168,7 +222,7 @@ def _standard_dirs() -> list[Path]:
     return dirs
 
 
-def _pick(candidates: Iterable[Path], machine: str, elfclass: int) -> Path | None:
+def _pick(candidates: Iterable[Path], machine: int, elfclass: int) -> Path | None:
     """The first candidate built for the bundle's machine (a multilib host has several)."""
     for path in candidates:
         facts = _elf_facts(path)
@@ -180,7 +234,7 @@ def _pick(candidates: Iterable[Path], machine: str, elfclass: int) -> Path | Non
 # -- assembling ------------------------------------------------------------------------
 
 _lock = threading.Lock()
-_roots: dict[tuple[str, str, str, int], TargetRoot | None] = {}
+_roots: dict[tuple[str, str, int, int], TargetRoot | None] = {}
 
 
 def target_root(policy: ManylinuxPolicy, interpreter: Path) -> TargetRoot | None:

@@ -50,7 +50,7 @@ def _spec(folder: Path, pbs_releases: PbsReleases, requirements: str, **extra: s
 @pytest.mark.parametrize(
     ("requirements", "expected"),
     [
-        ("setuptools\n", {"setuptools", "pkg_resources", "_distutils_hack"}),
+        ("setuptools\n", {"setuptools", "_distutils_hack"}),
         ("pynacl\n", {"nacl", "_cffi_backend"}),
         ("black\nhttpie\n", {"black", "blib2to3", "httpie", "requests"}),
     ],

@@ -65,6 +65,17 @@ def test_a_missing_optional_dependency_is_a_notice() -> None:
     assert "`aiohttp`, which is not in the bundle" in failure.describe()
 
 
+def test_a_missing_optional_dependency_re_raised_with_advice_is_a_notice() -> None:
+    record = _failed(
+        "blackd",
+        "ImportError: aiohttp dependency is not installed: No module named 'aiohttp'",
+        error="ImportError",
+        missing="aiohttp",
+        present=False,
+    )
+    assert classify(record, distribution="black").level == NOTICE
+
+
 def test_a_missing_submodule_of_a_bundled_package_is_only_a_warning() -> None:
     record = _failed(
         "pkg",

@@ -4,8 +4,9 @@
   object file`, a ctypes `OSError`, a package's own "failed to find libfoo" after
   `ctypes.util.find_library` came back empty), or the failure names the build
   folder: the target would fail the same way;
-- notice: `ModuleNotFoundError` for a module the bundle does not hold, i.e. an
-  optional dependency that was not asked for (`blackd` without `aiohttp`);
+- notice: an ImportError caused by a `ModuleNotFoundError` for a module the bundle
+  does not hold, i.e. an optional dependency that was not asked for (`blackd`
+  without `aiohttp`, which re-raises it with advice);
 - warning: anything else (a module that wants a display, a config file, hardware).
 
 Only errors fail a build. Classification reads the probe's record alone, so it
@@ -109,7 +110,7 @@ def classify(
             traceback=text,
         )
     missing = record.get("missing")
-    if record.get("error") == "ModuleNotFoundError" and missing and not record.get("present"):
+    if missing and record.get("present") is False:
         return ImportFailure(
             NOTICE,
             module,

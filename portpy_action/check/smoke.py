@@ -56,8 +56,9 @@ MOVED_COPY = "moved-copy"  # on the build machine, from the unpacked copy
 MODES = ("auto", TARGET_ROOT, MOVED_COPY)
 
 # Runs inside the bundled interpreter. One JSON record per line into argv[1], written
-# as it goes, so a crash mid-import still tells which module was being imported. For
-# a ModuleNotFoundError it notes whether the missing module's package is in the bundle.
+# as it goes, so a crash mid-import still tells which module was being imported. For an
+# ImportError caused by a ModuleNotFoundError (packages often re-raise it with advice,
+# e.g. blackd without aiohttp) it notes the missing module and whether it is in the bundle.
 PROBE = r"""
 import importlib, importlib.util, json, sys, traceback
 out = open(sys.argv[1], "w", buffering=1)
@@ -75,7 +76,10 @@ for name in json.loads(sys.argv[2]):
     try:
         importlib.import_module(name)
     except BaseException as exc:
-        missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+        missing, cause = None, exc
+        while isinstance(exc, ImportError) and cause is not None and missing is None:
+            missing = cause.name if isinstance(cause, ModuleNotFoundError) else None
+            cause = cause.__cause__ or cause.__context__
         emit(kind="failed", module=name, error=type(exc).__name__, missing=missing,
              present=present(missing) if missing else None, traceback=traceback.format_exc())
     else:

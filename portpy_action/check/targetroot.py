@@ -7,7 +7,7 @@ target promises: glibc's loader and libraries, the policy's allowed libraries
 (with whatever they load in turn: a target that has libX11 has libxcb too), a
 static `ldconfig` with its cache (`ctypes.util.find_library` asks it), and `sh`,
 `realpath` and `dirname` for the `run` launcher. Files are hard-linked where the
-filesystem allows, so a root costs a few milliseconds; it is made once per
+filesystem allows, so a root costs tens of milliseconds; it is made once per
 policy per process and removed at exit.
 
 Entering it needs a private mount and PID namespace (root, or a user namespace
@@ -37,11 +37,11 @@ from portpy_action.check.policy import GLIBC_LOADERS, ManylinuxPolicy
 
 # Where the run's work folder (the unpacked bundle and the probe's results) appears.
 MOUNT_POINT = "/portpy"
-# The folder-of-tools search path inside the root.
+# PATH inside the root.
 ROOT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 # What `run` needs besides the interpreter; ctypes.util.find_library runs /sbin/ldconfig.
 _TOOLS = ("sh", "realpath", "dirname")
-# Where the loader looks without a cache, in the order glibc's ports use.
+# Where to look for the host's libraries when it has no `ldconfig -p` to ask.
 _STANDARD_DIRS = ("/lib64", "/usr/lib64", "/lib", "/usr/lib")
 _LDCONFIG_LINE = re.compile(r"^\s*(?P<soname>\S+)\s+\((?P<flags>[^)]*)\)\s+=>\s+(?P<path>/\S+)$")
 

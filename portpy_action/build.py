@@ -38,6 +38,7 @@ from portpy_action.bundle.install import (
 from portpy_action.bundle.launcher import write_bin_launchers, write_launcher
 from portpy_action.bundle.manifest import (
     MANIFEST_NAME,
+    SmokeSettings,
     build_record,
     bundle_manifest,
     write_json,
@@ -176,6 +177,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                     "project": installed.describe() if installed else None,
                     "entry": entry.describe(),
                 },
+                smoke=SmokeSettings(spec.smoke_skip_imports, spec.smoke_command),
             )
             write_json(bundle / MANIFEST_NAME, manifest)
             # The last look for the build folder's path, now that every file is written.
@@ -192,7 +194,12 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
             with log.stage("smoke", "Run the archive from a moved copy"):
                 # The archive is unpacked before the build folder is hidden.
                 smoke = smoke_test(
-                    packed.path, skip_imports=spec.smoke_skip_imports, log=log, hide=(work,)
+                    packed.path,
+                    skip_imports=spec.smoke_skip_imports,
+                    log=log,
+                    hide=(work,),
+                    max_glibc=spec.max_glibc,
+                    command=spec.smoke_command,
                 )
 
         published = _publish(packed, spec.output_dir)

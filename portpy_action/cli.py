@@ -38,7 +38,13 @@ RUNTIME_INPUTS = (
     "github-token",
 )
 CHECK_INPUTS = (*RUNTIME_INPUTS, "name", "format", "project-dir")
-POLICY_INPUTS = ("max-glibc", "external-libs", "smoke-test", "smoke-skip-imports")
+POLICY_INPUTS = (
+    "max-glibc",
+    "external-libs",
+    "smoke-test",
+    "smoke-skip-imports",
+    "smoke-command",
+)
 BUILD_INPUTS = (
     *RUNTIME_INPUTS,
     "requirements",
@@ -207,7 +213,8 @@ def run_build(args: argparse.Namespace, log: Logger) -> int:
 def run_verify(args: argparse.Namespace, log: Logger) -> int:
     from portpy_action.check import format_report_table, verify_archive
 
-    spec = _spec(_given(args, POLICY_INPUTS) | {"project-dir": ""}, log)
+    given = _given(args, POLICY_INPUTS)
+    spec = _spec(given | {"project-dir": ""}, log)
     archive = args.archive.resolve()
     if not archive.is_file():
         raise InputError(
@@ -217,7 +224,9 @@ def run_verify(args: argparse.Namespace, log: Logger) -> int:
         archive,
         max_glibc=spec.max_glibc,
         external_libs=spec.external_libs,
-        skip_imports=spec.smoke_skip_imports,
+        # Flags given override what the bundle recorded; absent ones take the record.
+        skip_imports=spec.smoke_skip_imports if "smoke-skip-imports" in given else None,
+        smoke_command=spec.smoke_command if "smoke-command" in given else None,
         smoke=spec.smoke_test,
         log=log,
     )

@@ -148,6 +148,7 @@ class BuildSpec:
     external_libs: str
     smoke_test: bool
     smoke_skip_imports: tuple[str, ...]
+    smoke_command: tuple[str, ...]
     upload_artifact: bool
     artifact_name: str
     retention_days: int | None
@@ -312,6 +313,13 @@ class BuildSpec:
                     hint="List importable names such as `tkinter`",
                 )
 
+        try:
+            smoke_command = tuple(shlex.split(raw["smoke-command"]))
+        except ValueError as exc:
+            raise InputError(
+                "smoke-command", f"cannot be split into arguments ({exc})", hint="Check its quotes"
+            ) from exc
+
         artifact_name = raw["artifact-name"]
         bad = sorted(set(artifact_name) & _ARTIFACT_FORBIDDEN)
         if bad:
@@ -363,6 +371,7 @@ class BuildSpec:
             external_libs=_choice(raw, "external-libs", EXTERNAL_LIB_POLICIES),
             smoke_test=_bool(raw, "smoke-test"),
             smoke_skip_imports=skip,
+            smoke_command=smoke_command,
             upload_artifact=_bool(raw, "upload-artifact"),
             artifact_name=artifact_name,
             retention_days=retention,

@@ -89,6 +89,7 @@ def inputs(
         "exclude": "*.log",
         "name": "demo",
         "command": "-m greet 'fixed word'",
+        "smoke-command": "run 'smoke word'",
     }
     return Inputs(folder, values)
 
@@ -179,6 +180,7 @@ def test_the_manifest_describes_runtime_distributions_inputs_and_portability(
     assert inside["inputs"]["requirements"] == "requirements.txt"
     assert "github-token" not in inside["inputs"]
     assert inside["portability"]["glibc_baseline"] == demo.glibc_baseline
+    assert inside["smoke"] == {"skip-imports": [], "command": ["run", "smoke word"]}
     assert "timings" not in inside  # would make the archive differ from run to run
 
     beside = json.loads(demo.manifest_path.read_text())
@@ -191,6 +193,8 @@ def test_the_manifest_describes_runtime_distributions_inputs_and_portability(
     stages = {"install", "project", "relocate", "launcher", "compile", "scan", "pack", "smoke"}
     assert stages <= set(beside["timings"])
     assert {PURE_MODULE, NATIVE_MODULE} <= set(beside["smoke-test"]["imported"])
+    assert beside["smoke-test"]["mode"] == "target-root"
+    assert beside["smoke-test"]["command"] == ["run", "smoke word"]
     run_only = ("archive", "timings", "smoke-test")
     assert {k: v for k, v in beside.items() if k not in run_only} == inside
 

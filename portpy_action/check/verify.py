@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from portpy_action.bundle.manifest import SmokeSettings, read_smoke_settings
 from portpy_action.check.enforce import enforce_policy
 from portpy_action.check.report import PortabilityReport
 from portpy_action.check.scan import scan_bundle
@@ -43,12 +44,17 @@ def verify_archive(
     *,
     max_glibc: tuple[int, int] | None,
     external_libs: str,
-    skip_imports: Sequence[str] = (),
+    skip_imports: Sequence[str] | None = None,
     log: Logger,
     smoke: bool = True,
     hide: Sequence[Path] = (),
+    smoke_command: Sequence[str] | None = None,
 ) -> VerifyResult:
-    """Scan, judge and (unless `smoke` is False) run `archive`; raise CheckError on failure."""
+    """Scan, judge and (unless `smoke` is False) run `archive`; raise CheckError on failure.
+
+    `skip_imports` and `smoke_command` left as None take what the bundle's manifest
+    recorded at build time, so `verify` runs the smoke test the build ran.
+    """
     # The unpacked copy lives until the end; only unpacking it is timed as its stage.
     with ExitStack() as stack:
         with log.stage("unpack", f"Unpack {archive.name}"):
@@ -64,6 +70,13 @@ def verify_archive(
             enforce_policy(report, max_glibc=max_glibc, external_libs=external_libs, log=log)
         result: SmokeResult | None = None
         if smoke:
+            recorded = read_smoke_settings(layout.root) or SmokeSettings()
+            if skip_imports is None:
+                skip_imports = recorded.skip_imports
+                if skip_imports:
+                    log.info(f"  smoke test skips (as recorded): {', '.join(skip_imports)}")
+            if smoke_command is None:
+                smoke_command = recorded.command
             with log.stage("smoke", "Run the bundle from a moved copy"):
                 result = run_smoke(
                     layout,
@@ -72,6 +85,8 @@ def verify_archive(
                     skip_imports=skip_imports,
                     log=log,
                     hide=hide,
+                    max_glibc=max_glibc,
+                    command=smoke_command,
                 )
         return VerifyResult(
             archive=archive,

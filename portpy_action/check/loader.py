@@ -28,11 +28,11 @@ Who loads what:
   process: it is the executable, nothing is loaded before it.
 - An extension module is `dlopen`ed by the interpreter process. That process has
   already loaded the interpreter's `DT_NEEDED` closure (libpython and what it
-  needs): those names count as loaded. `dlopen` makes the object that called it
-  (`call_map` in `elf/dl-open.c`: libpython when the interpreter links it, else the
-  interpreter itself) the new object's loader, so the extension's dependencies
-  search the extension's `DT_RPATH`, then libpython's, then the interpreter's — each
-  only while the object asking has no `DT_RUNPATH`. pbs gives `bin/python3` a
+  needs): those names count as loaded. CPython always passes `dlopen` a path (it
+  prefixes `./` to a bare name), and for a path `elf/dl-open.c` looks up no caller:
+  the extension has no loader, so its dependencies search the extension's own
+  `DT_RPATH`, then the executable's `DT_RPATH` — each only while the object asking
+  has no `DT_RUNPATH` — never libpython's. pbs gives `bin/python3` a
   `DT_RPATH $ORIGIN/../lib` for exactly this; a `DT_RUNPATH` there helps no extension.
 - Every other shared object that no loaded file reached is taken as `dlopen`ed by
   the interpreter too (ctypes, plugins): a library of a `*.libs` folder is judged
@@ -67,7 +67,7 @@ from pathlib import Path
 
 from portpy_action.check.elf import ElfInfo
 
-ORIGIN_TOKENS = ("$ORIGIN", "${ORIGIN}")
+_ORIGIN_START_RE = re.compile(r"\$(?:ORIGIN(?=/|$)|\{ORIGIN\})")
 
 # A DST is `$NAME` followed by `/` or the end, or `${NAME}` (glibc's is_dst).
 _DST_RE = re.compile(r"\$(?:\{(ORIGIN|LIB|PLATFORM)\}|(ORIGIN|LIB|PLATFORM)(?=/|$))")
@@ -91,7 +91,6 @@ _PLATFORM_SPELLINGS = {
 
 # Names Python imports as extension modules (importlib's EXTENSION_SUFFIXES on Linux).
 _EXTENSION_RE = re.compile(r"\.(cpython-[^./]+|abi3|pypy[^./]*)\.so$")
-_LIBPYTHON_PREFIX = "libpython3"
 
 
 def expand_entry(entry: str, origin: str, arch: str) -> tuple[str, ...]:
@@ -119,7 +118,8 @@ def expand_entry(entry: str, origin: str, arch: str) -> tuple[str, ...]:
 
 
 def is_origin_relative(entry: str) -> bool:
-    return entry.startswith(ORIGIN_TOKENS)
+    """Starts with `$ORIGIN` or `${ORIGIN}`: the only entries that can lead into a bundle."""
+    return bool(_ORIGIN_START_RE.match(entry))
 
 
 def is_program(path: str, info: ElfInfo) -> bool:
@@ -131,6 +131,10 @@ def is_extension_module(path: str) -> bool:
     return bool(_EXTENSION_RE.search(path)) or "/lib-dynload/" in f"/{path}"
 
 
+# Folder spellings per search path entry; None for an entry outside the bundle.
+_Folders = tuple[tuple[str, ...] | None, ...]
+
+
 @dataclass(eq=False)
 class _Object:
     """One object mapped into a simulated process."""
@@ -139,7 +143,7 @@ class _Object:
     info: ElfInfo | None
     origin: str  # $ORIGIN: the folder it was opened from, spelled as the loader has it
     loader: _Object | None
-    search: tuple[tuple[str, ...] | None, ...] | None = None  # cached search path
+    search: _Folders | None = None  # its search path, once worked out
 
 
 @dataclass
@@ -184,6 +188,7 @@ class BundleLoader:
         self.interpreter = interpreter if interpreter in files else None
         self._by_real = {os.path.realpath(self.root / rel): rel for rel in files}
         self._found: dict[tuple[str, str], str | None] = {}
+        self._folder_cache: dict[tuple[str, tuple[str, ...], str], _Folders] = {}
         self._outside: dict[str, dict[str, bool]] = {}
         self._touched: set[str] = set()
         self._start: _Process | None = None
@@ -211,7 +216,7 @@ class BundleLoader:
             return Load(path, self._loaded(process), {})
         before = len(process.order)
         absolute = os.path.join(self.root, path)
-        obj = _Object(path, self.files[path], os.path.dirname(absolute), self._caller(process))
+        obj = _Object(path, self.files[path], os.path.dirname(absolute), None)
         process.add(obj, absolute)
         self._load_dependencies(process, obj)
         return Load(path, self._loaded(process), self._outside_of(process.order[before:]))
@@ -241,16 +246,6 @@ class BundleLoader:
             self.start(self.interpreter)
         assert self._start is not None
         return self._start.copy()
-
-    @staticmethod
-    def _caller(process: _Process) -> _Object | None:
-        """The object that calls dlopen: libpython when the interpreter links it."""
-        for obj in process.order:
-            if obj.info is not None and obj.path is not None and obj is not process.main:
-                names = (obj.info.soname or "", Path(obj.path).name)
-                if any(name.startswith(_LIBPYTHON_PREFIX) for name in names):
-                    return obj
-        return process.main
 
     def _loaded(self, process: _Process) -> tuple[str, ...]:
         return tuple(obj.path for obj in process.order if obj.path is not None)
@@ -344,39 +339,37 @@ class BundleLoader:
             self._found[key] = self._by_real.get(real)
         return self._found[key]
 
-    def _search_path(
-        self, process: _Process, loader: _Object
-    ) -> tuple[tuple[str, ...] | None, ...]:
+    def _folders(self, origin: str, entries: tuple[str, ...], arch: str) -> _Folders:
+        """RPATH/RUNPATH entries as folder spellings; None for an entry outside the bundle."""
+        key = (origin, entries, arch)
+        if key not in self._folder_cache:
+            self._folder_cache[key] = tuple(
+                expand_entry(entry, origin, arch) if is_origin_relative(entry) else None
+                for entry in entries
+            )
+        return self._folder_cache[key]
+
+    def _search_path(self, process: _Process, loader: _Object) -> _Folders:
         """The folders searched for `loader`'s dependencies; None for one outside the bundle."""
         if loader.search is not None:
             return loader.search
         info = loader.info
         assert info is not None
         if info.runpath:
-            search = _folders(loader.origin, info.runpath, info.arch)
+            search = self._folders(loader.origin, info.runpath, info.arch)
         else:
             found: list[tuple[str, ...] | None] = []
             passed_main = False
             for obj in _chain(loader):
                 if _rpath(obj):
-                    found.extend(_folders(obj.origin, _rpath(obj), info.arch))
+                    found.extend(self._folders(obj.origin, _rpath(obj), info.arch))
                     passed_main = passed_main or obj is process.main
             main = process.main
             if main is not None and not passed_main and _rpath(main):
-                found.extend(_folders(main.origin, _rpath(main), info.arch))
+                found.extend(self._folders(main.origin, _rpath(main), info.arch))
             search = tuple(found)
         loader.search = search
         return search
-
-
-def _folders(
-    origin: str, entries: tuple[str, ...], arch: str
-) -> tuple[tuple[str, ...] | None, ...]:
-    """RPATH/RUNPATH entries as folder spellings; None for an entry outside the bundle."""
-    return tuple(
-        expand_entry(entry, origin, arch) if is_origin_relative(entry) else None
-        for entry in entries
-    )
 
 
 def _rpath(obj: _Object) -> tuple[str, ...]:

@@ -100,6 +100,14 @@ def _names_in_bundle(files: Mapping[str, ElfInfo]) -> dict[str, str]:
     return names
 
 
+def _bundle_path(path: Path | None, root: Path) -> str | None:
+    """`path` relative to `root` once symlinks are resolved; None when it lies outside."""
+    if path is None:
+        return None
+    real, real_root = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    return real.relative_to(real_root).as_posix() if real.is_relative_to(real_root) else None
+
+
 def _read_all(root: Path) -> tuple[dict[str, ElfInfo], list[str]]:
     infos: dict[str, ElfInfo] = {}
     unreadable: list[str] = []
@@ -135,12 +143,7 @@ def scan_bundle(
     owners = map_owners(root, find_distributions(root), prefix)
 
     infos, unreadable = _read_all(root)
-    executable = None
-    if interpreter is not None:
-        executable = Path(os.path.realpath(interpreter)).relative_to(os.path.realpath(root))
-    loader = BundleLoader(
-        root, infos, interpreter=executable.as_posix() if executable is not None else None
-    )
+    loader = BundleLoader(root, infos, interpreter=_bundle_path(interpreter, root))
     outside = loader.resolve()
     scanned = tuple(file_needs(path, infos[path], outside[path], owners=owners) for path in infos)
     glibc_versions = [file.glibc for file in scanned if file.glibc]

@@ -53,6 +53,11 @@ into a bundle: an absolute or relative entry names the target's own folders.
 Not modelled: `glibc-hwcaps/` and legacy hwcap subfolders (bundles have none),
 `LD_PRELOAD`/`LD_AUDIT`, and libraries opened by name at run time (ctypes'
 `find_library`): no ELF scan sees those, only the smoke test does.
+
+Why not auditwheel's `lddtree`: it hands the first file's `DT_RUNPATH` down to every
+dependency and skips the `DT_RPATH`s of the objects in between, where glibc does
+neither, and it knows no interpreter process. `tests/test_check_loader.py` holds
+this model to the real loader, case by case.
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ from portpy_action.bundle.repair import repair_elf_files
 from portpy_action.bundle.scripts import relocate_scripts
 from portpy_action.bundle.vendor import vendor_external_libs
 from portpy_action.check import PortabilityReport, enforce_policy, scan_bundle
+from portpy_action.check.policy import policy_for_glibc
 from portpy_action.check.smoke import smoke_test
 from portpy_action.errors import InputError, writing_to
 from portpy_action.log import Logger
@@ -159,7 +160,9 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                     log.info(f"  {lib.copy} <- {lib.source} (for {users})")
 
         with log.stage("scan", "Measure the glibc baseline and external libraries"):
-            report = scan_bundle(bundle)
+            # Judged once, with the policy max-glibc selects; RPATHs naming `work` fail.
+            policy = policy_for_glibc(spec.max_glibc)
+            report = scan_bundle(bundle, policy=policy, build_dirs=(work,))
             enforce_policy(
                 report, max_glibc=spec.max_glibc, external_libs=spec.external_libs, log=log
             )

@@ -220,6 +220,22 @@ def test_the_result_reports_what_was_built(demo: BuildResult) -> None:
     assert leftovers == []
 
 
+def test_verify_gives_the_builds_portability_verdict(demo: BuildResult, inputs: Inputs) -> None:
+    from portpy_action.check import verify_archive
+    from portpy_action.check.policy import policy_for_glibc
+
+    # Judged once, with max-glibc's policy: the step summary lists what the report has.
+    assert demo.report.policy == policy_for_glibc(inputs.spec().max_glibc).name
+    assert demo.external_libs == tuple(sorted({lib.soname for lib in demo.report.external_libs}))
+    verified = verify_archive(
+        demo.archive, max_glibc=None, external_libs="error", smoke=False, log=quiet_log()
+    ).report
+    assert verified.policy == demo.report.policy
+    assert verified.external_libs == demo.report.external_libs
+    assert verified.search_paths == demo.report.search_paths
+    assert verified.glibc_baseline == demo.report.glibc_baseline
+
+
 # --------------------------------------------------------------------------
 # reproducible
 

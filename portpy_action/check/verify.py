@@ -15,6 +15,7 @@ from typing import Any
 
 from portpy_action.bundle.manifest import SmokeSettings, read_smoke_settings
 from portpy_action.check.enforce import enforce_policy
+from portpy_action.check.policy import policy_for_glibc
 from portpy_action.check.report import PortabilityReport
 from portpy_action.check.scan import scan_bundle
 from portpy_action.check.smoke import SmokeResult, run_smoke, unpacked_bundle
@@ -63,7 +64,7 @@ def verify_archive(
             )
             log.info(f"  runtime: {layout.prefix.relative_to(unpacked).as_posix()}")
         with log.stage("scan", "Measure the glibc baseline and external libraries"):
-            report = scan_bundle(layout.root)
+            report = scan_bundle(layout.root, policy=policy_for_glibc(max_glibc))
             log.info(
                 f"  {len(report.files)} ELF files, glibc baseline {report.glibc_baseline_text}"
             )

@@ -147,6 +147,8 @@ def test_outputs_describe_the_archive(world: World, two_builds: tuple[Run, Run])
         target,
     )
     assert (world.workspace / outputs["manifest-path"]).is_file()
+    assert outputs["sbom-path"] == f"out/dist/{name}.cdx.json"
+    assert (world.workspace / outputs["sbom-path"]).is_file()
     assert outputs["glibc-baseline"].startswith("2.")
     assert (
         outputs["artifact-url"]
@@ -177,14 +179,14 @@ def test_the_artifact_and_release_hold_the_archive(
     release = world.job.releases.by_tag(RELEASE_TAG)
     assert release is not None and not release.draft
     assets = {a.name: a.content for a in release.assets}
-    assert sorted(assets) == [archive.name, archive.name + ".sha256"]
+    assert sorted(assets) == [archive.name, archive.name + ".cdx.json", archive.name + ".sha256"]
     assert assets[archive.name] == data
     assert (
         assets[archive.name + ".sha256"] == archive.with_name(archive.name + ".sha256").read_bytes()
     )
     assert second.outputs["archive-sha256"] in assets[archive.name + ".sha256"].decode()
     deletes = [r for r in world.github.api.requests if r.method == "DELETE"]
-    assert len(deletes) == 2
+    assert len(deletes) == 3
 
 
 def test_files_written_to_the_workspace_belong_to_its_owner(

@@ -41,8 +41,7 @@ def variant_action(top: str) -> str:
     text = _replace_one(
         text,
         r"^description: >-\n",
-        "description: >-\n"
-        f"  The {VARIANT} (glibc 2.17, CentOS 7 userland) variant.\n",
+        f"description: >-\n  The {VARIANT} (glibc 2.17, CentOS 7 userland) variant.\n",
         "top-level description",
     )
     return _replace_one(

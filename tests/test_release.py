@@ -101,7 +101,9 @@ def test_release_runs_for_strict_version_tags_only() -> None:
 def test_the_major_tag_moves_with_the_app_token_and_never_to_a_prerelease() -> None:
     workflow = load(REPO / ".github" / "workflows" / "release.yml")
     steps = workflow["jobs"]["release-commit"]["steps"]
-    token = next(s for s in steps if str(s.get("uses", "")).startswith("actions/create-github-app-token@"))
+    token = next(
+        s for s in steps if str(s.get("uses", "")).startswith("actions/create-github-app-token@")
+    )
     assert token["with"]["permission-workflows"] == "write"
     check = steps[0]["run"]
     assert "RELEASE_APP_PRIVATE_KEY" in check and "exit 1" in check
@@ -111,7 +113,11 @@ def test_the_major_tag_moves_with_the_app_token_and_never_to_a_prerelease() -> N
     pypi = workflow["jobs"]["pypi"]
     assert pypi["permissions"] == {"id-token": "write"}
     assert str(pypi["steps"][-1]["uses"]).startswith("pypa/gh-action-pypi-publish@")
-    runners = {e["runner"] for e in workflow["jobs"]["image"]["strategy"]["matrix"]["include"] if "runner" in e}
+    runners = {
+        e["runner"]
+        for e in workflow["jobs"]["image"]["strategy"]["matrix"]["include"]
+        if "runner" in e
+    }
     assert runners == {"ubuntu-24.04", "ubuntu-24.04-arm"}, "each architecture on its own runner"
 
 
@@ -205,7 +211,9 @@ def test_the_release_commit_pins_only_the_images(clone: Path) -> None:
     changed = git(clone, "diff", "--name-only", "HEAD^", "HEAD").split()
     assert sorted(changed) == ["action.yml", "manylinux2014/action.yml"]
     diff = git(clone, "diff", "--unified=0", "HEAD^", "HEAD")
-    edits = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    edits = [
+        line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")
+    ]
     assert sorted(edits) == sorted(
         [
             "-  image: Dockerfile",
@@ -295,7 +303,11 @@ def test_the_sdist_and_wheel_build_with_valid_metadata(tmp_path: Path) -> None:
         wheel_metadata = opened.read(name)
         assert "portpy_action/action.yml" in opened.namelist()
     with tarfile.open(sdist) as opened:
-        [member] = [m for m in opened.getmembers() if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO")]
+        [member] = [
+            m
+            for m in opened.getmembers()
+            if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO")
+        ]
         extracted = opened.extractfile(member)
         assert extracted is not None
         sdist_metadata = extracted.read()

@@ -319,3 +319,16 @@ def test_the_sdist_and_wheel_build_with_valid_metadata(tmp_path: Path) -> None:
         assert "portpy" in (metadata.description or "")
         headers = email.message_from_bytes(raw)
         assert headers["Requires-Python"] == ">=3.10"
+
+
+def test_no_file_points_at_notes_outside_the_repository() -> None:
+    needle = "REFER" + "ENCE §"  # spelled in two parts so this file does not match itself
+    places = [REPO / "entrypoint", REPO / "README.md", REPO / "Dockerfile"]
+    for folder in ("portpy_action", "tests", "scripts", "docs", "examples"):
+        places.extend(
+            p for p in (REPO / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        )
+    offenders = [
+        str(p.relative_to(REPO)) for p in places if needle in p.read_text(errors="replace")
+    ]
+    assert offenders == []

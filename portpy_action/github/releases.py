@@ -2,7 +2,7 @@
 
 The release is found by tag (drafts included) or created; an asset with the
 same name is deleted before the upload, so a re-run replaces rather than fails
-(REFERENCE §5). The token is sent to the API host and to the upload host the
+(GitHub refuses a second asset of the same name). The token is sent to the API host and to the upload host the
 API names, never anywhere else, and redirects are not followed. API calls are
 retried; the upload itself is not (a half-finished upload leaves a `starter`
 asset that a re-run replaces).

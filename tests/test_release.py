@@ -332,3 +332,24 @@ def test_no_file_points_at_notes_outside_the_repository() -> None:
         str(p.relative_to(REPO)) for p in places if needle in p.read_text(errors="replace")
     ]
     assert offenders == []
+
+
+def test_the_readme_starts_with_the_users_quick_start() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    quick, setup = readme.index("## Quick start\n"), readme.index("## Set up\n")
+    assert quick < setup
+    users = readme[quick:setup]
+    for shown in (
+        "uses: portable-python/portable-python-action@v1",
+        "uvx --from portable-python-action portpy build",
+        "pipx install portable-python-action",
+        "project-dir:",
+        "exclude:",
+        "actions/download-artifact",
+        "ubuntu-24.04-arm",
+        "Docker",
+        "uses: portable-python/portable-python-action/manylinux2014@v1",
+        "subject-path: ${{ steps.bundle.outputs.archive-path }}",
+        "gh attestation verify",
+    ):
+        assert shown in users, shown

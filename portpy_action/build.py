@@ -46,6 +46,7 @@ from portpy_action.bundle.manifest import (
 from portpy_action.bundle.project import WORK_FOLDER_PREFIX, copy_project
 from portpy_action.bundle.recorded import content_inputs
 from portpy_action.bundle.repair import repair_elf_files
+from portpy_action.bundle.sbom import SBOM_NAME, bundle_sbom, scan_distributions, write_sbom
 from portpy_action.bundle.scripts import relocate_scripts
 from portpy_action.bundle.vendor import vendor_external_libs
 from portpy_action.check import PortabilityReport, enforce_policy, scan_bundle
@@ -70,6 +71,9 @@ class BuildResult:
     # `<archive name>.json` beside the archive: the bundle's manifest plus the
     # archive's sha256/size and the stage timings.
     manifest_path: Path
+    # `<archive name>.cdx.json` beside the archive: the CycloneDX SBOM, the same
+    # document as the bundle's own `sbom.cdx.json`.
+    sbom_path: Path
     release: Release
     glibc_baseline: str | None
     external_libs: tuple[str, ...]
@@ -187,6 +191,16 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
             for fix in remove_build_paths(bundle, [work]):
                 log.info(f"  {fix.path}: {fix.action}")
 
+        with log.stage("sbom", f"List the bundle's components in {SBOM_NAME}"):
+            # After every stage that rewrites files: the RECORD hashes are final here.
+            sbom = bundle_sbom(
+                name=spec.name,
+                release=release,
+                distributions=scan_distributions(site_packages(runtime.root), bundle),
+                mtime=archive_mtime(),
+            )
+            write_sbom(bundle / SBOM_NAME, sbom)
+
         name = spec.archive_name(release.version, release.target)
         with log.stage("pack", f"Pack {name}"):
             packed = pack(bundle, work / name, format=spec.format, mtime=archive_mtime())
@@ -215,6 +229,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
             smoke=smoke.to_dict() if smoke else None,
         )
         manifest_copy = write_json(spec.output_dir / f"{name}.json", record)
+        sbom_copy = write_sbom(spec.output_dir / f"{name}.cdx.json", sbom)
 
     return BuildResult(
         archive=published.path,
@@ -222,6 +237,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
         size=published.size,
         sha256_file=published.sha256_file,
         manifest_path=manifest_copy,
+        sbom_path=sbom_copy,
         release=release,
         glibc_baseline=report.glibc_baseline_text if report.glibc_baseline else None,
         external_libs=tuple(sorted({lib.soname for lib in report.external_libs})),

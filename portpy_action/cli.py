@@ -202,6 +202,7 @@ def run_build(args: argparse.Namespace, log: Logger) -> int:
                 "target": result.release.target,
                 "glibc-baseline": result.glibc_baseline or "none",
                 "manifest-path": result.manifest_path,
+                "sbom-path": result.sbom_path,
                 "archive-path": result.archive,
                 "archive-sha256": result.sha256,
                 "archive-size": result.size,

@@ -17,10 +17,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
 
 import portpy_action.pack
 from portpy_action.build import BuildResult, build
 from portpy_action.bundle.manifest import MANIFEST_NAME
+from portpy_action.bundle.sbom import SBOM_NAME, check_sbom, distribution_purl
 from portpy_action.errors import InputError
 from portpy_action.log import Logger
 from portpy_action.spec import FORMATS, BuildSpec
@@ -150,7 +153,7 @@ def test_the_archive_holds_one_folder_with_runtime_app_launcher_and_manifest(
     names = members(demo.archive)
     assert {n.split("/")[0] for n in names} == {"demo"}
     top = {n.split("/")[1] for n in names if n.count("/") >= 1}
-    assert top == {"python", "app", "run", MANIFEST_NAME}
+    assert top == {"python", "app", "run", MANIFEST_NAME, SBOM_NAME}
     assert names["demo/run"].mode == 0o755
     app = {n.removeprefix("demo/app/") for n in names if n.startswith("demo/app/")}
     assert {"greet.py", "data", "data/config.toml"} <= app
@@ -234,6 +237,35 @@ def test_verify_gives_the_builds_portability_verdict(demo: BuildResult, inputs: 
     assert verified.external_libs == demo.report.external_libs
     assert verified.search_paths == demo.report.search_paths
     assert verified.glibc_baseline == demo.report.glibc_baseline
+
+
+def test_the_sbom_inside_and_beside_lists_runtime_and_every_distribution(
+    demo: BuildResult, inputs: Inputs, tmp_path: Path
+) -> None:
+    with tarfile.open(demo.archive) as opened:
+        extracted = opened.extractfile(f"demo/{SBOM_NAME}")
+        assert extracted is not None
+        inside = extracted.read()
+        opened.extractall(tmp_path, filter="tar")
+    assert demo.sbom_path == demo.archive.with_name(demo.archive.name + ".cdx.json")
+    assert demo.sbom_path.read_bytes() == inside
+    errors = JsonStrictValidator(SchemaVersion.V1_6).validate_str(inside.decode())
+    assert errors is None, str(errors)
+    document = json.loads(inside)
+    purls = {c["purl"]: c["version"] for c in document["components"]}
+    release = demo.release
+    [runtime] = [c for c in document["components"] if c["name"] == "cpython"]
+    assert (runtime["version"], runtime["hashes"][0]["content"]) == (
+        release.version,
+        inputs.values["python-sha256"],
+    )
+    for dist in demo.distributions:
+        assert purls[distribution_purl(dist.name, dist.version)] == dist.version
+    assert document["metadata"]["component"]["name"] == "demo"
+    # The unpacked bundle's site-packages is what the SBOM lists, RECORDs included.
+    bundle = tmp_path / "demo"
+    [site] = bundle.glob("python/lib/python3*/site-packages")
+    assert check_sbom(bundle / SBOM_NAME, site, bundle) == len(demo.distributions)
 
 
 # --------------------------------------------------------------------------

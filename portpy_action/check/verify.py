@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from portpy_action.bundle.install import site_packages
 from portpy_action.bundle.manifest import SmokeSettings, read_smoke_settings
+from portpy_action.bundle.sbom import SBOM_NAME, check_sbom
 from portpy_action.check.enforce import enforce_policy
 from portpy_action.check.policy import policy_for_glibc
 from portpy_action.check.report import PortabilityReport
@@ -63,6 +65,12 @@ def verify_archive(
                 unpacked_bundle(archive, purpose="verify")
             )
             log.info(f"  runtime: {layout.prefix.relative_to(unpacked).as_posix()}")
+        sbom = layout.root / SBOM_NAME
+        if sbom.is_file():
+            # Only this tool's bundles carry one; raw pbs and hand-made archives do not.
+            with log.stage("sbom", f"Compare {SBOM_NAME} with what is installed"):
+                listed = check_sbom(sbom, site_packages(layout.prefix), layout.root)
+                log.info(f"  {listed} distributions, as the SBOM lists them")
         with log.stage("scan", "Measure the glibc baseline and external libraries"):
             report = scan_bundle(layout.root, policy=policy_for_glibc(max_glibc))
             log.info(

@@ -141,7 +141,9 @@ def build_and_publish(
     try:
         result = build(spec, log=log)
         artifact = _upload_artifact(spec, result.archive, env, log)
-        assets = _attach_to_release(spec, [result.archive, result.sha256_file], env, log)
+        assets = _attach_to_release(
+            spec, [result.archive, result.sha256_file, result.sbom_path], env, log
+        )
     finally:
         hand_to_owner([spec.output_dir, spec.runtime.cache_dir], workspace)
 
@@ -156,6 +158,7 @@ def build_and_publish(
         "target": result.release.target,
         "glibc-baseline": result.glibc_baseline or "",
         "manifest-path": _in_workspace(result.manifest_path, workspace),
+        "sbom-path": _in_workspace(result.sbom_path, workspace),
         "artifact-id": str(artifact.id) if artifact else "",
         "artifact-url": artifact.url if artifact else "",
         "release-asset-url": release_asset_url,

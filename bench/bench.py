@@ -57,6 +57,7 @@ STAGES = (
     "download",
     "unpack",
     "install",
+    "repair",
     "relocate",
     "compile",
     "scan",

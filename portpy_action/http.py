@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Generator
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -52,6 +53,29 @@ class OriginTokenAuth(httpx.Auth):
         return f"OriginTokenAuth(origins={sorted(self._origins, key=str)!r})"  # never the token
 
 
+def rate_limit_wait(response: httpx.Response, now: float | None = None) -> float | None:
+    """Seconds the server asks us to wait, or None when this is not a rate limit."""
+    if response.status_code not in (403, 429):
+        return None
+    retry_after = response.headers.get("Retry-After")
+    if retry_after:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            try:
+                when = parsedate_to_datetime(retry_after).timestamp()
+            except (TypeError, ValueError):
+                return None
+            return max(0.0, when - (now or time.time()))
+    if response.headers.get("X-RateLimit-Remaining") == "0":
+        reset = response.headers.get("X-RateLimit-Reset", "")
+        if reset.isdigit():
+            return max(0.0, int(reset) - (now or time.time()))
+        return None
+    # A 429 without headers is still a rate limit; a bare 403 is a refusal.
+    return 0.0 if response.status_code == 429 else None
+
+
 def error_message(response: httpx.Response) -> str:
     """A short reason from an error body: GitHub's `message`, Twirp's `msg`, or the text."""
     try:
@@ -77,22 +101,32 @@ def send_with_retries(
 ) -> httpx.Response:
     """Send until a response that is not worth retrying; that response is returned.
 
-    Connection errors and `statuses` are tried again (a fresh request each time,
-    so streamed bodies start over); after the last attempt `error` says what
-    kept failing.
+    Connection errors, `statuses` and rate limits are tried again (a fresh
+    request each time, so streamed bodies start over); a rate limit waits as
+    long as the server asks, or fails at once when that is longer than
+    `retry.rate_limit_cap`. After the last attempt `error` says what kept failing.
     """
     problem = ""
     for attempt in range(1, retry.attempts + 1):
+        limited = None
         try:
             response = client.send(make_request())
         except httpx.TransportError as exc:
             problem = f"{type(exc).__name__}: {exc}"
         else:
-            if response.status_code not in statuses:
+            limited = rate_limit_wait(response)
+            if response.status_code not in statuses and limited is None:
                 return response
             problem = f"HTTP {response.status_code} {error_message(response)}".rstrip()
+            if limited is not None and limited > retry.rate_limit_cap:
+                raise error(
+                    f"{what}: {response.request.url.host} is rate limiting us ({problem}) and "
+                    f"asks to wait {limited:.0f}s, longer than we will",
+                    hint="Try again later",
+                )
         if attempt < retry.attempts:
-            delay = retry.delay(attempt)
+            # What the server asks, but never less than the back-off: a bare 429 says 0.
+            delay = max(limited or 0.0, retry.delay(attempt))
             log.info(
                 f"{what}: attempt {attempt} of {retry.attempts} failed ({problem}); "
                 f"retrying in {delay:.1f}s"

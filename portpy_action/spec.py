@@ -21,12 +21,13 @@ import yaml
 
 from portpy_action.errors import InputError
 from portpy_action.options import action_inputs, input_defaults
+from portpy_action.urls import Credentials, has_query, redact_url, split_credentials
 
 FORMATS = ("tar.gz", "tar.zst", "tar.xz", "zip")
 FLAVORS = ("install_only_stripped", "install_only")
 INSTALLERS = ("uv", "pip")
 MODES = ("build", "check")
-EXTERNAL_LIB_POLICIES = ("error", "warn")
+EXTERNAL_LIB_POLICIES = ("error", "warn", "vendor")
 INSTALL_PROJECT_MODES = ("auto", "true", "false")
 LAUNCHER_CHOICES = ("all", "none")
 
@@ -119,6 +120,15 @@ class RuntimeRequest:
     archive_sha256: str | None = None
     api_url: str = DEFAULT_API_URL
     token: str | None = field(default=None, repr=False)
+    # For the mirror's origin only; `mirror` itself never holds credentials.
+    mirror_credentials: Credentials | None = field(default=None, repr=False)
+    mirror_token: str | None = field(default=None, repr=False)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The values no log line may show."""
+        password = self.mirror_credentials.password if self.mirror_credentials else ""
+        return tuple(s for s in (self.token, self.mirror_token, password) if s)
 
 
 @dataclass(frozen=True)
@@ -138,13 +148,15 @@ class BuildSpec:
     external_libs: str
     smoke_test: bool
     smoke_skip_imports: tuple[str, ...]
+    smoke_command: tuple[str, ...]
     upload_artifact: bool
     artifact_name: str
     retention_days: int | None
     attach_to_release: str
     install_project: str = "auto"  # auto | true | false: build project-dir as a wheel
     launchers: str = "none"  # all | none: bin/<script> per console script
-    # The raw values, as given: recorded in the manifest (the token never is).
+    # The raw values, as given: recorded in the manifest (tokens and the
+    # mirror's credentials never are).
     inputs: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -205,12 +217,19 @@ class BuildSpec:
                 hint="Use e.g. `x86_64-unknown-linux-gnu` or `aarch64-unknown-linux-gnu`",
             )
 
-        mirror = raw["python-mirror"].rstrip("/") or None
-        if mirror and not re.match(r"^https?://[^/\s]+", mirror):
+        mirror, mirror_credentials = _mirror(raw["python-mirror"])
+        mirror_token = raw["python-mirror-token"] or None
+        if mirror_token and not mirror:
             raise InputError(
-                "python-mirror",
-                f"`{mirror}` is not an http(s) URL",
-                hint="Give the base URL that replaces " + PBS_DOWNLOAD_BASE,
+                "python-mirror-token",
+                "is only sent to `python-mirror`, which is empty",
+                hint="Set python-mirror too, or drop the token",
+            )
+        if mirror_token and mirror_credentials:
+            raise InputError(
+                "python-mirror-token",
+                "is given as well as credentials in `python-mirror`",
+                hint="Authenticate to the mirror one way: drop one of them",
             )
 
         archive = paths.file("python-archive", raw["python-archive"])
@@ -231,6 +250,8 @@ class BuildSpec:
         )
         if not cache_dir.is_absolute():
             cache_dir = base / cache_dir
+        if raw["cache-dir"] and workspace is not None:
+            _check_cache_dir(cache_dir, workspace.resolve(), env)
 
         token = raw["github-token"]
         if _EXPRESSION_RE.match(token):
@@ -248,6 +269,8 @@ class BuildSpec:
             archive_sha256=sha,
             api_url=(env.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/"),
             token=token or None,
+            mirror_credentials=mirror_credentials,
+            mirror_token=mirror_token,
         )
 
         requirements = paths.file("requirements", raw["requirements"])
@@ -290,6 +313,13 @@ class BuildSpec:
                     hint="List importable names such as `tkinter`",
                 )
 
+        try:
+            smoke_command = tuple(shlex.split(raw["smoke-command"]))
+        except ValueError as exc:
+            raise InputError(
+                "smoke-command", f"cannot be split into arguments ({exc})", hint="Check its quotes"
+            ) from exc
+
         artifact_name = raw["artifact-name"]
         bad = sorted(set(artifact_name) & _ARTIFACT_FORBIDDEN)
         if bad:
@@ -313,14 +343,18 @@ class BuildSpec:
                 )
 
         release = raw["attach-to-release"]
-        if release and (any(c.isspace() for c in release) or release.startswith("-")):
+        problem = tag_name_problem(release) if release else None
+        if problem:
             raise InputError(
                 "attach-to-release",
-                f"`{release}` is not a tag name",
-                hint="Use a tag such as `v1.2.0`",
+                f"{release!r} is not a tag name: {problem}",
+                hint="Use a tag such as `v1.2.0` (git check-ref-format rules)",
             )
 
-        recorded = {k: v for k, v in raw.items() if k != "github-token"}
+        recorded = {
+            k: v for k, v in raw.items() if k not in ("github-token", "python-mirror-token")
+        }
+        recorded["python-mirror"] = redact_url(raw["python-mirror"])
         return cls(
             mode=mode,
             runtime=runtime,
@@ -337,6 +371,7 @@ class BuildSpec:
             external_libs=_choice(raw, "external-libs", EXTERNAL_LIB_POLICIES),
             smoke_test=_bool(raw, "smoke-test"),
             smoke_skip_imports=skip,
+            smoke_command=smoke_command,
             upload_artifact=_bool(raw, "upload-artifact"),
             artifact_name=artifact_name,
             retention_days=retention,
@@ -434,6 +469,27 @@ def _list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in re.split(r"[\n,]", text) if item.strip())
 
 
+def _mirror(text: str) -> tuple[str | None, Credentials | None]:
+    """python-mirror without its credentials, and the credentials."""
+    mirror, credentials = split_credentials(text.rstrip("/"))
+    if not mirror:
+        return None, None
+    if not re.match(r"^https?://[^/\s]+", mirror):
+        raise InputError(
+            "python-mirror",
+            f"`{redact_url(mirror)}` is not an http(s) URL",
+            hint="Give the base URL that replaces " + PBS_DOWNLOAD_BASE,
+        )
+    if has_query(mirror):
+        raise InputError(
+            "python-mirror",
+            f"`{redact_url(mirror)}` has a query string or fragment",
+            hint="Give the base URL the tag folders are under; for a token use "
+            "`python-mirror-token`",
+        )
+    return mirror, credentials
+
+
 def _default_name(project_dir: Path | None, env: Mapping[str, str]) -> str:
     # In a workspace the folder name is the runner's, not the project's: prefer the repo's.
     repo = env.get("GITHUB_REPOSITORY", "")
@@ -448,6 +504,47 @@ def _default_name(project_dir: Path | None, env: Mapping[str, str]) -> str:
         if name:
             return name
     return "python"
+
+
+# Characters git refuses anywhere in a ref name (git check-ref-format), besides
+# control characters and whitespace; and `#`, which cuts a release URL short.
+_REF_FORBIDDEN = set("~^:?*[\\#")
+_REF_SEQUENCES = ("..", "@{", "//")
+
+
+def tag_name_problem(tag: str) -> str | None:
+    """Why `tag` cannot be a git tag name (git check-ref-format's rules), or None."""
+    bad = sorted({c for c in tag if c in _REF_FORBIDDEN or ord(c) < 0x20 or ord(c) == 0x7F})
+    if bad or any(c.isspace() for c in tag):
+        shown = " ".join(repr(c) for c in bad) if bad else "whitespace"
+        return f"it contains {shown}"
+    if tag.startswith("-"):
+        return "it starts with `-`"
+    for sequence in _REF_SEQUENCES:
+        if sequence in tag:
+            return f"it contains `{sequence}`"
+    if tag == "@":
+        return "`@` alone is not a ref name"
+    if tag.startswith("/") or tag.endswith(("/", ".")):
+        return "it starts with `/` or ends with `/` or `.`"
+    if any(part.startswith(".") or part.endswith(".lock") for part in tag.split("/")):
+        return "a part of it starts with `.` or ends with `.lock`"
+    return None
+
+
+def _check_cache_dir(path: Path, workspace: Path, env: Mapping[str, str]) -> None:
+    """In the action, the cache stays in the workspace, RUNNER_TEMP or the container's home."""
+    real = path.resolve()
+    allowed = [workspace] + [
+        Path(env[name]).resolve() for name in ("RUNNER_TEMP", "HOME") if env.get(name)
+    ]
+    if not any(real.is_relative_to(root) for root in allowed):
+        raise InputError(
+            "cache-dir",
+            f"`{path}` lies outside the workspace, RUNNER_TEMP and HOME",
+            hint="Use a folder inside the workspace or under `${{ runner.temp }}`, "
+            "or leave it empty for the default",
+        )
 
 
 def _check_writable(name: str, path: Path) -> None:

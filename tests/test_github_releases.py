@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import re
+import threading
 from pathlib import Path
 
 import httpx
@@ -72,8 +75,12 @@ def test_a_missing_release_is_created_filled_and_published(
     assert urls == [
         f"https://github.com/{REPOSITORY}/releases/download/{TAG}/{p.name}" for p in files
     ]
+    # Uploaded under temporary names, then renamed to the final ones.
     uploads = fake_job.releases.uploads.requests
-    assert [r.query["name"] for r in uploads] == [p.name for p in files]
+    assert [re.sub(r"^portpy-upload-[0-9a-f]+-1-", "", r.query["name"]) for r in uploads] == [
+        p.name for p in files
+    ]
+    assert all(r.query["name"].startswith("portpy-upload-") for r in uploads)
 
 
 def test_a_rerun_replaces_assets_and_starter_leftovers(
@@ -104,7 +111,7 @@ def test_a_rerun_replaces_assets_and_starter_leftovers(
 def test_a_draft_made_by_hand_is_found_and_stays_a_draft(
     fake_job: FakeGitHubJob, tmp_path: Path
 ) -> None:
-    draft = fake_job.releases.add_release(TAG, draft=True)
+    draft = fake_job.releases.add_release(TAG, draft=True, name="Version 1.2.0, by hand")
     _attach(fake_job, _files(tmp_path))
     assert len(fake_job.releases.releases) == 1
     assert draft.draft and len(draft.assets) == 2
@@ -184,3 +191,219 @@ def test_api_errors_that_persist_are_reported(fake_job: FakeGitHubJob, tmp_path:
     fake_job.releases.api.faults.fail(times=5, status=503, path=f"/repos/{REPOSITORY}/releases")
     with pytest.raises(ReleaseError, match="failed 3 times, the last time with HTTP 503"):
         _attach(fake_job, _files(tmp_path))
+
+
+# ----------------------------------------------------------------------------
+# re-runs, faults and races: a published release never lacks a working archive
+
+
+ARCHIVE = "app-3.12.1-x86_64-unknown-linux-gnu.tar.gz"
+
+
+def _pair(folder: Path, content: bytes, name: str = ARCHIVE) -> list[Path]:
+    """An archive and its true `.sha256`, as a build writes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = folder / name
+    archive.write_bytes(content)
+    checksum = folder / f"{name}.sha256"
+    checksum.write_text(f"{hashlib.sha256(content).hexdigest()}  {name}\n")
+    return [archive, checksum]
+
+
+def _published_pair(job: FakeGitHubJob, tmp_path: Path, content: bytes = b"old archive") -> None:
+    release = job.releases.add_release(TAG)
+    for path in _pair(tmp_path / "old", content):
+        job.releases.add_asset(release, path.name, path.read_bytes())
+
+
+def _contents(job: FakeGitHubJob, tag: str = TAG) -> dict[str, bytes]:
+    [release] = job.releases.all_by_tag(tag)
+    return {a.name: a.content for a in release.assets}
+
+
+def assert_checksums_always_held(job: FakeGitHubJob) -> None:
+    """After every change, each `.sha256` on a published release names an archive that matches.
+
+    Only the names users download count, not this tool's temporary `portpy-…` ones.
+    """
+    for state in job.releases.history:
+        for _, draft, assets in state:
+            if draft:
+                continue
+            for name, content in assets.items():
+                if name.endswith(".sha256") and not name.startswith("portpy-"):
+                    digest, _, archive = content.decode().strip().partition("  ")
+                    assert archive in assets, f"{name} names a missing {archive}: {sorted(assets)}"
+                    assert hashlib.sha256(assets[archive]).hexdigest() == digest, name
+
+
+def test_an_upload_failing_after_the_old_asset_is_gone_is_retried(
+    fake_job: FakeGitHubJob, tmp_path: Path
+) -> None:
+    _published_pair(fake_job, tmp_path)
+    fake_job.releases.uploads.faults.fail(times=2, status=502)
+    files = _pair(tmp_path / "new", b"new archive")
+    _attach(fake_job, files)
+
+    assert _contents(fake_job) == {p.name: p.read_bytes() for p in files}
+    assert len(fake_job.releases.uploads.requests) == 4  # two 502s, then both files
+    assert_checksums_always_held(fake_job)
+
+
+def test_an_upload_that_keeps_failing_leaves_the_published_assets_alone(
+    fake_job: FakeGitHubJob, tmp_path: Path
+) -> None:
+    _published_pair(fake_job, tmp_path)
+    before = _contents(fake_job)
+    fake_job.releases.uploads.faults.fail(times=100, status=502)
+    with pytest.raises(ReleaseError, match="failed 3 times, the last time with HTTP 502"):
+        _attach(fake_job, _pair(tmp_path / "new", b"new archive"))
+    assert _contents(fake_job) == before
+    assert_checksums_always_held(fake_job)
+
+
+def test_a_swap_that_fails_half_way_is_undone(fake_job: FakeGitHubJob, tmp_path: Path) -> None:
+    _published_pair(fake_job, tmp_path)
+    before = _contents(fake_job)
+    # The new archive cannot take its name (every try); putting the old one back works.
+    fake_job.releases.rename_failures[ARCHIVE] = FAST.attempts
+    with pytest.raises(ReleaseError, match=f"Renaming the asset .* to `{re.escape(ARCHIVE)}`"):
+        _attach(fake_job, _pair(tmp_path / "new", b"new archive"))
+    assert _contents(fake_job) == before  # old names back, this run's uploads deleted
+    assert_checksums_always_held(fake_job)
+
+
+def test_leftovers_of_an_earlier_run_for_these_files_are_cleared(
+    fake_job: FakeGitHubJob, tmp_path: Path
+) -> None:
+    release = fake_job.releases.add_release(TAG)
+    fake_job.releases.add_asset(release, f"portpy-upload-0badf00d-2-{ARCHIVE}", b"x")
+    fake_job.releases.add_asset(release, f"portpy-replaced-0badf00d-{ARCHIVE}.sha256", b"y")
+    other = "portpy-upload-0badf00d-1-app-3.13.1-x86_64-unknown-linux-gnu.tar.gz"
+    fake_job.releases.add_asset(release, other, b"another job's upload")
+    files = _pair(tmp_path, b"archive")
+    _attach(fake_job, files)
+    assert _contents(fake_job) == {p.name: p.read_bytes() for p in files} | {
+        other: b"another job's upload"
+    }
+
+
+def test_a_failed_publish_is_finished_by_the_next_run(
+    fake_job: FakeGitHubJob, tmp_path: Path
+) -> None:
+    fake_job.releases.refuse_publish = 1
+    first = _pair(tmp_path / "first", b"first build")
+    with pytest.raises(
+        ReleaseError, match=r"Publishing the release `v1\.2\.0`: HTTP 422"
+    ) as caught:
+        _attach(fake_job, first)
+    assert "re-run" in caught.value.hint
+    [draft] = fake_job.releases.all_by_tag(TAG)
+    assert draft.draft and {a.name for a in draft.assets} == {p.name for p in first}
+    with _api(fake_job) as api:
+        assert not release_holds(TAG, ARCHIVE, api=api)  # `mode: check`: still to build
+
+    second = _pair(tmp_path / "second", b"second build")
+    urls = _attach(fake_job, second)
+    [release] = fake_job.releases.all_by_tag(TAG)
+    assert release.id == draft.id and not release.draft
+    assert _contents(fake_job) == {p.name: p.read_bytes() for p in second}
+    assert urls[0] == f"https://github.com/{REPOSITORY}/releases/download/{TAG}/{ARCHIVE}"
+    with _api(fake_job) as api:
+        assert release_holds(TAG, ARCHIVE, api=api)
+
+
+def test_a_draft_is_not_built_for_mode_check(fake_job: FakeGitHubJob) -> None:
+    for name in (TAG, "Version 1.2.0, by hand"):
+        fake_job.releases.releases.clear()
+        draft = fake_job.releases.add_release(TAG, draft=True, name=name)
+        fake_job.releases.add_asset(draft, ARCHIVE, b"x")
+        with _api(fake_job) as api:
+            assert not release_holds(TAG, ARCHIVE, api=api)
+
+
+def test_a_create_race_keeps_the_oldest_release(fake_job: FakeGitHubJob, tmp_path: Path) -> None:
+    fake_job.releases.racing_creates = 1  # another job creates its draft just before ours
+    files = _pair(tmp_path, b"archive")
+    _attach(fake_job, files)
+
+    [release] = fake_job.releases.all_by_tag(TAG)
+    assert not release.draft
+    assert _contents(fake_job) == {p.name: p.read_bytes() for p in files}
+    deleted = [
+        r
+        for r in fake_job.releases.api.requests
+        if r.method == "DELETE" and re.fullmatch(rf"/repos/{REPOSITORY}/releases/\d+", r.path)
+    ]
+    assert [int(r.path.rsplit("/", 1)[1]) for r in deleted] == [release.id + 1]  # ours, newer
+
+
+def test_two_jobs_creating_at_once_end_with_one_release(
+    fake_job: FakeGitHubJob, tmp_path: Path
+) -> None:
+    fake_job.releases.create_barrier = threading.Barrier(2)
+    jobs = {
+        "3.12": _pair(tmp_path / "a", b"3.12 bundle", "app-3.12.1-x86_64-unknown-linux-gnu.tar.gz"),
+        "3.13": _pair(tmp_path / "b", b"3.13 bundle", "app-3.13.1-x86_64-unknown-linux-gnu.tar.gz"),
+    }
+    failures: list[BaseException] = []
+
+    def job(files: list[Path]) -> None:
+        try:
+            _attach(fake_job, files)
+        except BaseException as exc:  # reported below, in the test's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=job, args=(files,)) for files in jobs.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    creates = [r for r in fake_job.releases.api.requests if r.method == "POST"]
+    assert len(creates) == 2  # both really created one
+
+    [release] = fake_job.releases.all_by_tag(TAG)
+    assert not release.draft
+    assert _contents(fake_job) == {p.name: p.read_bytes() for files in jobs.values() for p in files}
+
+
+def test_a_rate_limit_waits_as_long_as_the_api_asks(
+    fake_job: FakeGitHubJob, tmp_path: Path
+) -> None:
+    body = b'{"message": "You have exceeded a secondary rate limit."}'
+    fake_job.releases.api.faults.respond(
+        1, 429, {"Retry-After": "7"}, body, path=f"/repos/{REPOSITORY}/releases"
+    )
+    slept: list[float] = []
+    files = _pair(tmp_path, b"archive")
+    with ReleasesAPI(
+        fake_job.releases.api.url,
+        REPOSITORY,
+        fake_job.github_token,
+        log=quiet(),
+        retry=FAST,
+        sleep=slept.append,
+    ) as api:
+        attach(files, tag=TAG, api=api, log=quiet())
+    assert slept == [7.0]
+    assert _contents(fake_job) == {p.name: p.read_bytes() for p in files}
+
+    # Longer than the policy waits: a clear error at once, not a hammering.
+    fake_job.releases.api.faults.respond(
+        1, 429, {"Retry-After": "3600"}, body, path=f"/repos/{REPOSITORY}/releases"
+    )
+    fake_job.releases.api.clear_log()
+    with (
+        ReleasesAPI(
+            fake_job.releases.api.url,
+            REPOSITORY,
+            fake_job.github_token,
+            log=quiet(),
+            retry=FAST,
+            sleep=slept.append,
+        ) as api,
+        pytest.raises(ReleaseError, match="asks to wait 3600s, longer than we will"),
+    ):
+        attach(files, tag=TAG, api=api, log=quiet())
+    assert len(fake_job.releases.api.requests) == 1 and slept == [7.0]

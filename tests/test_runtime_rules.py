@@ -75,6 +75,11 @@ def test_retries_are_bounded() -> None:
         ("CONFIG_ARGS", "'--prefix=/install' 'CC=clang'", "'--prefix=/opt/py' 'CC=clang'"),
         ("INCLUDEPY", "/install/include/python3.12", "/opt/py/include/python3.12"),
         ("CFLAGS", "-I/install/include -I/installer/x", "-I/opt/py/include -I/installer/x"),
+        # An rpath to the prefix would name the build folder in every extension built here.
+        ("LDFLAGS", "-L/install/lib -Wl,-rpath,/install/lib ", "-L/opt/py/lib "),
+        ("LDSHARED", "clang -shared -Wl,-rpath=/install/lib -lm", "cc -shared -lm"),
+        ("CONFIG_ARGS", "'LDFLAGS=-Wl,-rpath,/install/lib' 'CC=clang'", "'LDFLAGS=' 'CC=clang'"),
+        ("LDFLAGS", "-Wl,-rpath,$ORIGIN/../lib", "-Wl,-rpath,$ORIGIN/../lib"),
     ],
 )
 def test_fix_value(name: str, value: str, fixed: str) -> None:

@@ -17,11 +17,12 @@ from pathlib import Path
 
 from portpy_action.bundle.install import site_packages
 from portpy_action.bundle.record import update_records
+from portpy_action.check.elf import ElfReadError, is_elf, read_elf
 from portpy_action.errors import BundleError
 
 # Build-time metadata of the interpreter, relative to the runtime root. The
 # runtime stage writes the real prefix into them so that sdists build on this
-# machine; the bundle ships pbs's own placeholder prefix again (REFERENCE §1).
+# machine; the bundle ships pbs's own placeholder prefix (`/install`) again.
 BUILD_METADATA = (
     "lib/python3*/_sysconfigdata_*.py",
     "lib/python3*/_sysconfig_vars_*.json",
@@ -104,6 +105,8 @@ def _fixer_for(path: Path, runtime: Path, packages: Path) -> _Fixer | None:
         return _relative_pth
     if path.name == "direct_url.json" and path.parent.name.endswith(".dist-info"):
         return _drop_local_direct_url
+    if is_elf(path):
+        return _elf_data_only
     return None
 
 
@@ -133,6 +136,22 @@ def _relative_pth(path: Path, data: bytes, needles: Sequence[bytes], runtime: Pa
         out.append(line)
     path.write_text("".join(out), encoding="utf-8")
     return "sys.path entries made relative to site-packages"
+
+
+def _elf_data_only(path: Path, data: bytes, needles: Sequence[bytes], runtime: Path) -> str | None:
+    """After `repair`, an ELF file may still name the folder in data (`__FILE__` strings).
+
+    The loader never reads those: a notice. In a search path or library name it is an error.
+    """
+    try:
+        info = read_elf(path)
+    except ElfReadError:
+        return None
+    if info is not None:
+        loader_strings = (*info.needed, *info.rpath, *info.runpath, info.soname or "")
+        if any(n in os.fsencode(s) for n in needles for s in loader_strings):
+            return None
+    return "notice: names the build folder only in data the loader never reads (left as is)"
 
 
 def _drop_local_direct_url(

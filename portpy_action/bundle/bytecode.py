@@ -21,6 +21,7 @@ from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from portpy_action.childenv import child_environ
 from portpy_action.errors import BundleError
 from portpy_action.log import Logger
 
@@ -131,7 +132,7 @@ def compile_bytecode(
     parts = max(1, min(cores, len(sources) // _MIN_FILES_PER_PROCESS))
     groups = share_out({path: path.stat().st_size for path in sources}, parts)
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env = {k: v for k, v in child_environ().items() if not k.startswith("PYTHON")}
     env["PYTHONHASHSEED"] = "0"
     command = compile_command(python, strip=strip)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from portpy_action.bundle.entrypoints import ConsoleScript
+from portpy_action.childenv import child_environ
 from portpy_action.errors import InputError
 from portpy_action.log import Logger
 
@@ -128,6 +129,7 @@ def check_module(python: Path, bundle: Path, module: str, *, log: Logger) -> Non
             # -I: nothing from the build machine's environment; -B: leave no pyc behind.
             [str(python), "-I", "-B", "-c", _FIND_SPEC, str(bundle / "app"), module],
             cwd=bundle,
+            env=child_environ(),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -39,6 +39,7 @@ from portpy_action.bundle.pyproject import (
     read_pyproject,
 )
 from portpy_action.bundle.wheelbuild import build_wheel, wheel_files
+from portpy_action.childenv import child_environ
 from portpy_action.errors import BundleError, InputError
 from portpy_action.log import Logger
 
@@ -265,7 +266,7 @@ def _check_pip_reads_pylock(
     """pip reads a pylock.toml given to `-r` only from the release whose help says so."""
     probe = subprocess.run(
         [str(python), "-m", "pip", "install", "--help"],
-        env=installer_environment("pip", os.environ if env is None else env),
+        env=installer_environment("pip", child_environ(env)),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -57,3 +57,21 @@ def update_records(
             record.write_text(out.getvalue(), encoding="utf-8", newline="")
             rewritten.append(record)
     return rewritten
+
+
+def add_records(site_packages: Path, record: Path, paths: Iterable[Path]) -> None:
+    """Add rows for files a step put into the bundle to `record`; rows it has are kept."""
+    text = record.read_text(encoding="utf-8")
+    rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    listed = {row[0] for row in rows}
+    newline = "\r\n" if "\r\n" in text else "\n"
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator=newline)
+    for path in sorted(paths):
+        relative = Path(os.path.relpath(path, site_packages)).as_posix()
+        if relative not in listed:
+            data = path.read_bytes()
+            rows.append([relative, record_hash(data), str(len(data))])
+            listed.add(relative)
+    writer.writerows(rows)
+    record.write_text(out.getvalue(), encoding="utf-8", newline="")

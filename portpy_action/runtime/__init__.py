@@ -19,12 +19,13 @@ from pathlib import Path
 import httpx
 
 from portpy_action.archives import sha256_file
+from portpy_action.childenv import child_environ
 from portpy_action.errors import InputError, RuntimeFetchError
 from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
 from portpy_action.runtime import releases
 from portpy_action.runtime.download import cached_download
-from portpy_action.runtime.http import make_client, with_token_guard
+from portpy_action.runtime.http import client_for, with_auth_guard
 from portpy_action.runtime.probe import probe_files, runs_here
 from portpy_action.runtime.releases import AssetName, Release
 from portpy_action.runtime.sysconfig import fix_sysconfig
@@ -45,11 +46,11 @@ class Runtime:
 
 @contextmanager
 def _guarded(request: RuntimeRequest, client: httpx.Client | None) -> Iterator[httpx.Client]:
-    """The caller's client or a new one; either way the token reaches only the API origin."""
+    """The caller's client or a new one; either way each credential reaches only its origin."""
     if client is not None:
-        yield with_token_guard(client, request.token, request.api_url)
+        yield with_auth_guard(client, request)
         return
-    with make_client(request.token, request.api_url) as own:
+    with client_for(request) as own:
         yield own
 
 
@@ -62,8 +63,8 @@ def resolve_release(
     sleep: Sleep = time.sleep,
 ) -> Release:
     """Which asset (and sha256) the request means; downloads no runtime."""
-    if request.token:
-        log.mask(request.token)
+    for secret in request.secrets:
+        log.mask(secret)
     if request.archive is not None:
         return _archive_release(request, log)
     with _guarded(request, client) as guarded:
@@ -80,8 +81,8 @@ def fetch_runtime(
     sleep: Sleep = time.sleep,
 ) -> Runtime:
     """Resolve, download (or take `python-archive`), verify, unpack to `dest/python`, fix."""
-    if request.token:
-        log.mask(request.token)
+    for secret in request.secrets:
+        log.mask(secret)
     if request.archive is not None:
         with log.stage("resolve", f"Use the local runtime {request.archive.name}"):
             release = _archive_release(request, log, probe=False)
@@ -170,13 +171,29 @@ def _probed(release: Release, python: Path) -> Release:
     if not runs_here(release.target):  # a cross build: read the files instead
         facts = probe_files(python.parent.parent)
         return replace(release, version=facts.version, freethreaded=facts.freethreaded)
+    # -B: the interpreter may be the bundle's own; pycs it wrote would name the build folder.
     done = subprocess.run(
-        [str(python), "-I", "-c", _PROBE], capture_output=True, text=True, check=False
+        [str(python), "-I", "-B", "-c", _PROBE],
+        env=child_environ(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeFetchError(
             f"the interpreter in {release.asset_name} does not run: {done.stderr.strip()[-500:]}",
             hint="python-archive must be a python-build-standalone install_only archive for this machine",
         )
-    facts = json.loads(done.stdout)
-    return replace(release, version=facts["version"], freethreaded=facts["freethreaded"])
+    try:
+        facts = json.loads(done.stdout)
+        version, freethreaded = facts["version"], facts["freethreaded"]
+    except (ValueError, TypeError, KeyError):
+        version, freethreaded = None, None
+    if not isinstance(version, str) or not isinstance(freethreaded, bool):
+        raise RuntimeFetchError(
+            f"the interpreter in {release.asset_name} did not answer what CPython it is "
+            f"(it printed {done.stdout.strip()[:200]!r})",
+            hint="python-archive must be a python-build-standalone install_only archive; "
+            "if it is, name it as pbs does (cpython-X.Y.Z+TAG-TARGET-install_only.tar.gz)",
+        )
+    return replace(release, version=version, freethreaded=freethreaded)

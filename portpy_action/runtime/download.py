@@ -7,7 +7,6 @@ after its sha256 matched, and a cached file is checked again before each use.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -15,13 +14,18 @@ from pathlib import Path
 import httpx
 
 from portpy_action.archives import sha256_file
-from portpy_action.errors import RuntimeFetchError
+from portpy_action.errors import RuntimeFetchError, writing_to
 from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
 from portpy_action.runtime.http import retrying_stream
 from portpy_action.runtime.releases import Release
+from portpy_action.scratch import scratch_file, sweep
+from portpy_action.urls import redact_url
 
 CHUNK = 256 * 1024
+# Partial downloads of pbs assets (all named `cpython-…`); a cache-dir chosen by
+# the user may hold other tools' partial files, which are not ours to remove.
+PARTIAL_PATTERN = ".cpython-*.partial"
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
@@ -44,9 +48,14 @@ def cached_download(
         log.warning(f"cached {path.name} does not match its sha256; downloading it again")
         path.unlink()
 
-    partial = cache_dir / f".{release.asset_name}.{os.getpid()}.partial"
-    try:
-        log.info(f"downloading {release.url}")
+    # Partial downloads of runs that were killed hold no lock: remove them. They
+    # are not resumed: the next download starts clean and resumes only its own.
+    sweep(cache_dir, PARTIAL_PATTERN)
+    with (
+        writing_to(cache_dir),
+        scratch_file(cache_dir, f".{release.asset_name}.", ".partial") as partial,
+    ):
+        log.info(f"downloading {redact_url(release.url)}")
         download(release.url, partial, client=client, log=log, retry=retry, sleep=sleep)
         actual = sha256_file(partial)
         if actual != release.sha256:
@@ -56,9 +65,8 @@ def cached_download(
                 hint="The file was deleted. Try again; if it persists, the download host or "
                 "mirror serves bad data",
             )
+        partial.chmod(0o644)  # scratch files are made private; a cached asset is not
         partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 
@@ -72,7 +80,7 @@ def download(
     sleep: Sleep = time.sleep,
 ) -> None:
     """Stream `url` into `dest`, resuming with Range when the body is cut off."""
-    label = url.rsplit("/", 1)[-1].replace("%2B", "+")
+    label = redact_url(url).rsplit("/", 1)[-1].replace("%2B", "+")
     interruptions = 0
     have = 0
     progress = None
@@ -84,7 +92,7 @@ def download(
             ) as response:
                 if not response.is_success:
                     raise RuntimeFetchError(
-                        f"{url} answered HTTP {response.status_code}",
+                        f"{redact_url(url)} answered HTTP {response.status_code}",
                         hint="Check `python-mirror`, `python-build-tag` and `target`"
                         if response.status_code == 404
                         else "Try again later",
@@ -92,7 +100,9 @@ def download(
                 start, total = _span(response, have)
                 if start != have:
                     if start != 0:
-                        raise RuntimeFetchError(f"{url} resumed at byte {start}, not {have}")
+                        raise RuntimeFetchError(
+                            f"{redact_url(url)} resumed at byte {start}, not {have}"
+                        )
                     # The server ignored Range: start over.
                     out.seek(0)
                     out.truncate()

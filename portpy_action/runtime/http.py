@@ -1,69 +1,122 @@
-"""HTTP for the runtime stage: one client, a token that only the API origin sees, retries.
+"""HTTP for the runtime stage: one client, credentials bound to origins, retries.
 
-The token is attached by `OriginTokenAuth` for the API origin only, so a
-download host, a mirror or a redirect target cannot receive it. Retries follow
-the tool's one `RetryPolicy`, and rate limits wait as long as the server asks.
+`RuntimeAuth` sends the GitHub token to the API origin only and the mirror's
+credentials (`python-mirror-token`, or the user:password of `python-mirror`)
+to the mirror's origin only, so a download host, the other service or a
+redirect target never receives either. Retries follow the tool's one
+`RetryPolicy`, and rate limits wait as long as the server asks.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from portpy_action.errors import RuntimeFetchError
-from portpy_action.http import TIMEOUT, USER_AGENT, OriginTokenAuth
+from portpy_action.http import TIMEOUT, USER_AGENT, origin_of, rate_limit_wait
 from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, SERVER_ERRORS, RetryPolicy, Sleep
+from portpy_action.spec import RuntimeRequest
+from portpy_action.urls import redact_url
 
 
-def make_client(token: str | None, api_url: str) -> httpx.Client:
+class RuntimeAuth(httpx.Auth):
+    """The GitHub token for the API, the mirror's credentials for the mirror, nothing elsewhere.
+
+    A request under the API URL gets the token; any other request to the
+    mirror's origin gets the mirror's `Authorization`; one to the API's origin
+    outside both (a GitHub download host sharing it) gets the token. httpx
+    drops the header itself when a redirect leaves the origin.
+    """
+
+    def __init__(
+        self, token: str | None, api_url: str, mirror: str | None, mirror_authorization: str | None
+    ) -> None:
+        self._api_url = api_url.rstrip("/") + "/"
+        self._api_origin = origin_of(api_url)
+        self._token = f"Bearer {token}" if token else None
+        self._mirror_origin = origin_of(mirror) if mirror else None
+        self._mirror_authorization = mirror_authorization
+
+    def authorization(self, url: httpx.URL) -> str | None:
+        origin = origin_of(url)
+        if str(url).startswith(self._api_url) or (
+            origin == self._api_origin and origin != self._mirror_origin
+        ):
+            return self._token
+        if origin == self._mirror_origin:
+            return self._mirror_authorization
+        return None
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        value = self.authorization(request.url)
+        if value:
+            request.headers["Authorization"] = value
+        else:
+            request.headers.pop("Authorization", None)
+        yield request
+
+    def __repr__(self) -> str:
+        return f"RuntimeAuth(api={self._api_origin!r}, mirror={self._mirror_origin!r})"
+
+
+def mirror_authorization(request: RuntimeRequest) -> str | None:
+    """The `Authorization` value for the mirror: its token, else its URL's credentials."""
+    if request.mirror_token:
+        return f"Bearer {request.mirror_token}"
+    credentials = request.mirror_credentials
+    if credentials is None:
+        return None
+    pair = f"{credentials.username}:{credentials.password}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+def request_auth(request: RuntimeRequest) -> RuntimeAuth:
+    return RuntimeAuth(
+        request.token, request.api_url, request.mirror, mirror_authorization(request)
+    )
+
+
+def make_client(
+    token: str | None,
+    api_url: str,
+    *,
+    mirror: str | None = None,
+    mirror_authorization: str | None = None,
+) -> httpx.Client:
     """The client every runtime request goes through (tests pass their own transport)."""
     return httpx.Client(
-        auth=OriginTokenAuth(token, api_url),
+        auth=RuntimeAuth(token, api_url, mirror, mirror_authorization),
         timeout=TIMEOUT,
         follow_redirects=True,
         headers={"User-Agent": USER_AGENT},
     )
 
 
-def with_token_guard(client: httpx.Client, token: str | None, api_url: str) -> httpx.Client:
-    """Make a caller's client send the token only to the API origin, whatever auth it had."""
-    client.auth = OriginTokenAuth(token, api_url)
+def client_for(request: RuntimeRequest) -> httpx.Client:
+    return make_client(
+        request.token,
+        request.api_url,
+        mirror=request.mirror,
+        mirror_authorization=mirror_authorization(request),
+    )
+
+
+def with_auth_guard(client: httpx.Client, request: RuntimeRequest) -> httpx.Client:
+    """Make a caller's client send each credential only to its origin, whatever auth it had."""
+    client.auth = request_auth(request)
     return client
 
 
 # ----------------------------------------------------------------------------
 # rate limits and back-off
-
-
-def rate_limit_wait(response: httpx.Response, now: float | None = None) -> float | None:
-    """Seconds the server asks us to wait, or None when this is not a rate limit."""
-    if response.status_code not in (403, 429):
-        return None
-    retry_after = response.headers.get("Retry-After")
-    if retry_after:
-        try:
-            return max(0.0, float(retry_after))
-        except ValueError:
-            try:
-                when = parsedate_to_datetime(retry_after).timestamp()
-            except (TypeError, ValueError):
-                return None
-            return max(0.0, when - (now or time.time()))
-    if response.headers.get("X-RateLimit-Remaining") == "0":
-        reset = response.headers.get("X-RateLimit-Reset", "")
-        if reset.isdigit():
-            return max(0.0, int(reset) - (now or time.time()))
-        return None
-    # A 429 without headers is still a rate limit; a bare 403 is a refusal.
-    return 0.0 if response.status_code == 429 else None
 
 
 def rate_limit_error(url: httpx.URL, wait: float, authenticated: bool) -> RuntimeFetchError:
@@ -140,7 +193,8 @@ def open_with_retries(
                         request.url, limited, "authorization" in response.request.headers
                     )
                 raise RuntimeFetchError(
-                    f"{request.url.host} answered {response.status_code} {attempt} times for {url}",
+                    f"{request.url.host} answered {response.status_code} {attempt} times "
+                    f"for {redact_url(url)}",
                     hint="The server is failing; try again later",
                 )
             wait = limited if limited is not None else policy.delay(attempt)
@@ -194,7 +248,7 @@ def get_small(
                 return SmallBody(r.status_code, _read_bounded(r, url, limit))
             except httpx.TransportError as exc:
                 if attempt == policy.attempts:
-                    raise RuntimeFetchError(f"reading {url} failed: {exc}") from exc
+                    raise RuntimeFetchError(f"reading {redact_url(url)} failed: {exc}") from exc
                 sleep(policy.delay(attempt))
                 continue
     raise AssertionError("unreachable: the last attempt returns or raises")
@@ -232,8 +286,11 @@ def get_json(
         return response.status_code, None
     try:
         return response.status_code, response.json()
-    except ValueError as exc:
-        raise RuntimeFetchError(f"{url} did not answer JSON") from exc
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        raise RuntimeFetchError(
+            f"{redact_url(url)} did not answer JSON a GitHub API would send",
+            hint="Check GITHUB_API_URL; if it is right, try again later",
+        ) from exc
 
 
 def get_text(

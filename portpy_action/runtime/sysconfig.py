@@ -5,6 +5,11 @@ pbs runtimes are built with `--prefix=/install` and clang, and their
 docs/quirks.rst). Like uv, rewrite them after unpacking: `/install` becomes the
 real prefix, `-isysroot <dir>` goes, and the compilers become the system's
 `cc`, `c++` and `ar`. The rules are data; `fix_value` applies them to one value.
+
+Unlike uv, `-Wl,-rpath,/install/...` is dropped rather than rewritten: pointed at
+the real prefix it would bake this machine's folder into the RUNPATH of every
+extension built here, and extension modules need nothing from the runtime's
+`lib/` (the interpreter has already loaded libpython when they are imported).
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ _PREFIX_RE = re.compile(
     r"(?:(?<![^\s=,'\"])|(?<=-I)|(?<=-L))" + re.escape(BUILD_PREFIX) + r"(?=[/\s'\",:]|$)"
 )
 _ISYSROOT_RE = re.compile(r"\s*-isysroot\s+\S+")
+# `-Wl,-rpath,/install/lib` or `-Wl,-rpath=/install/lib`, up to the end of the token.
+_RPATH_RE = re.compile(
+    r"\s*-Wl,-rpath[,=]" + re.escape(BUILD_PREFIX) + r"(?:/[^\s'\",:]*)?(?=[\s'\"]|$)"
+)
 _WORD = r"(?<![\w/.+-]){}(?![\w.+-])"
 
 _C_COMPILER = (
@@ -56,6 +65,7 @@ def fix_value(name: str, value: str, prefix: str) -> str:
     if name in FIXED_VALUES:
         return FIXED_VALUES[name]
     value = _ISYSROOT_RE.sub("", value)
+    value = _RPATH_RE.sub("", value)
     value = _PREFIX_RE.sub(lambda _: prefix, value)
     for pattern, replacement in COMPILER_RULES.get(name, ()):
         value = pattern.sub(replacement, value)

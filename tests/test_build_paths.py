@@ -82,7 +82,13 @@ def test_an_output_folder_that_is_the_project_folder_does_not_grow_the_archive(
     app = [n.removeprefix("demo/app/") for n in names_in(second.archive) if "/app/" in n]
     assert app == ["main.py"]
     assert sorted(p.name for p in project.iterdir()) == sorted(
-        ["main.py", first.archive.name, first.sha256_file.name, first.manifest_path.name]
+        [
+            "main.py",
+            first.archive.name,
+            first.sha256_file.name,
+            first.manifest_path.name,
+            first.sbom_path.name,
+        ]
     )
 
 

@@ -178,7 +178,8 @@ def _leave_out_folder(
 
 
 def earlier_outputs(folder: Path) -> set[str]:
-    """Names in `folder` that earlier builds wrote: archives, their `.sha256` and `.json`.
+    """Names in `folder` that earlier builds wrote: archives, their `.sha256`, `.json`
+    and `.cdx.json` (the SBOM).
 
     A folder holding these is an output folder (say an old `output-dir`); copied
     into `app/`, each build would carry all earlier archives along.
@@ -196,7 +197,7 @@ def earlier_outputs(folder: Path) -> set[str]:
         except OSError:
             continue
         if _SUM_LINE.fullmatch(text) and text.split(b"  ", 1)[1].strip() == os.fsencode(archive):
-            names |= {sum_file.name, archive, f"{archive}.json"}
+            names |= {sum_file.name, archive, f"{archive}.json", f"{archive}.cdx.json"}
     with contextlib.suppress(OSError):
         names |= {p.name for p in folder.glob(f"{WORK_FOLDER_PREFIX}*")}
     return names

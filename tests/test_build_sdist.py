@@ -40,7 +40,7 @@ def _build(folder: Path, pbs_releases: PbsReleases, requirements: str) -> BuildR
             "python-sha256": pbs_releases.sha256(pbs_releases.latest, asset.name),
             "requirements": "requirements.txt",
             "project-dir": "app",
-            "command": "-m app.main",
+            "command": "-m main",
             "output-dir": "dist",
             "cache-dir": "cache",
         },

@@ -46,7 +46,7 @@ def _build(folder: Path, pbs_releases: PbsReleases, external_libs: str) -> Build
             "python-sha256": pbs_releases.sha256(pbs_releases.latest, asset.name),
             "requirements": "requirements.txt",
             "project-dir": "app",
-            "command": "-m app.main",
+            "command": "-m main",
             "external-libs": external_libs,
             "output-dir": f"dist-{external_libs}",
             "cache-dir": "cache",

@@ -7,13 +7,13 @@ after its sha256 matched, and a cached file is checked again before each use.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import BinaryIO
 
 import httpx
 
+from portpy_action import atomic
 from portpy_action.archives import sha256_file
 from portpy_action.errors import RuntimeFetchError
 from portpy_action.log import Logger, Progress
@@ -42,8 +42,7 @@ def cached_download(
         log.warning(f"cached {path.name} does not match its sha256; downloading it again")
         path.unlink()
 
-    partial = cache_dir / f".{release.asset_name}.{os.getpid()}.partial"
-    try:
+    with atomic.staged(path) as (partial,):
         log.info(f"downloading {redact_url(release.url)}")
         download(release.url, partial, client=client, log=log, retry=retry, sleep=sleep)
         actual = sha256_file(partial)
@@ -54,9 +53,6 @@ def cached_download(
                 hint="The file was deleted. Try again; if it persists, the download host or "
                 "mirror serves bad data",
             )
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from portpy_action import __version__
-from portpy_action.errors import InputError, PortpyError
+from portpy_action.errors import InputError, PortpyError, exit_code
 from portpy_action.log import Logger
 from portpy_action.options import action_inputs
 from portpy_action.spec import BuildSpec, load_config
@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command_name](args, log)
     except PortpyError as exc:
         log.error(str(exc), file=exc.file, line=exc.line)
-        return 1
+        return exit_code(exc)
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130

@@ -274,11 +274,14 @@ def test_a_bad_input_is_one_annotation_naming_it(
     before = {p: p.stat().st_mtime_ns for p in (world.workspace).rglob("*")}
     run = world.run(build_inputs(world) | {input_name: value})
 
-    assert run.returncode == 1
+    assert run.returncode == 2  # an input error
     [annotation] = [line for line in run.stdout.splitlines() if line.startswith("::error")]
     assert annotation.startswith(f"::error::input `{input_name}`: ")
     assert message in annotation.replace("%0A", "\n")
-    assert run.outputs == {} and run.summary == ""
+    assert run.outputs == {}
+    # The failure is in the step summary too, with the input it names.
+    assert run.summary.startswith("## Portable Python: failed\n")
+    assert f"**Error:** input `{input_name}`: " in run.summary
     assert {p: p.stat().st_mtime_ns for p in world.workspace.rglob("*")} == before
     for secret in world.secrets():
         assert secret not in run.stderr
@@ -294,7 +297,7 @@ def test_a_bad_requirements_line_is_annotated_where_it_is(world: World) -> None:
         run = world.run(build_inputs(world) | {"requirements": "requirements.txt"})
     finally:
         requirements.unlink()
-    assert run.returncode == 1
+    assert run.returncode == 2
     [annotation] = [line for line in run.stdout.splitlines() if line.startswith("::error")]
     assert annotation.startswith("::error file=requirements.txt,line=3::input `requirements`: ")
     assert "editable install" in annotation

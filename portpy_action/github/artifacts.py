@@ -26,7 +26,7 @@ from xml.sax.saxutils import escape
 
 import httpx
 
-from portpy_action.errors import PortpyError
+from portpy_action.errors import ArtifactError as ArtifactError
 from portpy_action.http import error_message
 from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, SERVER_ERRORS, RetryPolicy, Sleep, send_with_retries
@@ -50,12 +50,6 @@ MIME_TYPES: Mapping[str, str] = {
     ".sha256": "text/plain",
 }
 DEFAULT_MIME_TYPE = "application/octet-stream"
-
-
-class ArtifactError(PortpyError):
-    """The results service or blob storage refused the artifact."""
-
-    status: int | None = None  # the HTTP status of a refusal
 
 
 # What the npm client retries too.

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import httpx
 
-from portpy_action.errors import PortpyError
+from portpy_action.errors import ReleaseError as ReleaseError
 from portpy_action.github.artifacts import mime_type
 from portpy_action.http import USER_AGENT, OriginTokenAuth, error_message
 from portpy_action.log import Logger
@@ -52,10 +52,6 @@ REPLACED_PREFIX = "portpy-replaced-"
 _PARKED_RE = re.compile(
     rf"^(?:{UPLOAD_PREFIX}[0-9a-f]+-\d+|{REPLACED_PREFIX}[0-9a-f]+)-(?P<name>.+)$"
 )
-
-
-class ReleaseError(PortpyError):
-    """The releases API refused a lookup, the release or an upload."""
 
 
 @dataclass(frozen=True)

@@ -143,13 +143,11 @@ def send_with_retries(
         asked = None
         try:
             response = client.send(make_request(), stream=stream)
+            if response.status_code == 403 and stream:
+                _read_small_body(response)
         except httpx.TransportError as exc:
             problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
         else:
-            if response.status_code == 403 and stream:
-                declared = response.headers.get("Content-Length", "")
-                if declared.isdigit() and int(declared) <= _ERROR_BODY_LIMIT:
-                    response.read()
             limited = rate_limit_wait(response, clock())
             if response.status_code not in statuses and limited is None:
                 return response
@@ -176,6 +174,17 @@ def send_with_retries(
         sleep(delay)
         waited += delay
     raise error(f"{what} failed {retry.attempts} times, the last time with {problem}", hint=hint)
+
+
+def _read_small_body(response: httpx.Response) -> None:
+    """Read a streamed error body that says it is small (it may name a rate limit)."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) <= _ERROR_BODY_LIMIT:
+        try:
+            response.read()
+        except httpx.TransportError:
+            response.close()
+            raise
 
 
 def _reason(response: httpx.Response) -> str:

@@ -303,6 +303,7 @@ def test_a_bad_requirements_line_is_annotated_where_it_is(world: World) -> None:
     assert "editable install" in annotation
 
 
+@pytest.mark.slow  # one more whole build, beside the two every other test here reads
 def test_a_local_run_builds_without_an_artifact(world: World, tmp_path: Path) -> None:
     inputs = build_inputs(world) | {"attach-to-release": "", "output-dir": "local"}
     run = world.run(inputs, env={"ACTIONS_RUNTIME_TOKEN": "", "ACTIONS_RESULTS_URL": ""})
@@ -321,6 +322,7 @@ def test_a_local_run_builds_without_an_artifact(world: World, tmp_path: Path) ->
 # a mirror with credentials
 
 
+@pytest.mark.slow  # one more whole build, beside the two every other test here reads
 def test_mirror_credentials_are_sent_to_the_mirror_and_recorded_nowhere(world: World) -> None:
     password = "mirror-pw-5ecret"
     host = world.github.downloads.url.removeprefix("http://")

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.fixtures.fake_github import FakeGitHub
 from tests.fixtures.pbs import PbsReleases
 
@@ -96,6 +98,7 @@ def test_unknown_version_lists_what_the_tag_has(
         assert version in done.stderr
 
 
+@pytest.mark.slow  # packs whole runtimes, one per bundle
 def test_build_from_a_config_makes_every_bundle_then_verify_reads_them(
     pbs_releases: PbsReleases, tmp_path: Path
 ) -> None:

@@ -14,6 +14,7 @@ from portpy_action.github.artifacts import ResultsService, RunContext
 from portpy_action.github.releases import ReleaseError, ReleasesAPI
 from portpy_action.log import Logger
 from portpy_action.retry import RetryPolicy, send_with_retries
+from portpy_action.runtime.http import get_json
 
 NOW = 1_700_000_000.0
 EXACT = RetryPolicy(attempts=3, backoff=1.0, jitter=0)
@@ -176,3 +177,14 @@ def test_back_off_has_jitter_within_bounds() -> None:
     assert policy.delay(1, rand=lambda: 0.0) == 4.0
     assert policy.delay(1, rand=lambda: 1.0) == 3.0
     assert policy.delay(2, rand=lambda: 0.5) == 7.0
+
+
+def test_a_streamed_runtime_request_sees_a_secondary_limit_in_the_body() -> None:
+    slept: list[float] = []
+    body = {"message": "You have exceeded a secondary rate limit."}
+    handler = _replies(httpx.Response(403, json=body), httpx.Response(200, json={"ok": 1}))
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    status, reply = get_json(
+        client, "https://api.test/x", log=Logger(io.StringIO()), policy=EXACT, sleep=slept.append
+    )
+    assert (status, reply, slept) == (200, {"ok": 1}, [60.0])

@@ -10,10 +10,11 @@ so a listing or a glob for the final name never picks it up.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+
+from portpy_action.scratch import scratch_file
 
 
 @contextmanager
@@ -22,24 +23,21 @@ def staged(*paths: Path, mode: int | None = 0o644) -> Iterator[tuple[Path, ...]]
 
     All are renamed (in order) only after the block finished, so none of the
     final names appears before every file is complete; on an error nothing is
-    renamed and the temporary files are removed. `mode` is set before the rename (None keeps
-    what the block left: 0600 from `mkstemp`, or what it copied in).
+    renamed and the temporary files are removed. Each is a locked scratch file
+    (scratch.py), so one a killed run left behind can be swept. `mode` is set
+    before the rename (None keeps what the block left: 0600 from `mkstemp`, or
+    what it copied in).
     """
-    temps: list[Path] = []
-    try:
-        for path in paths:
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-            os.close(fd)
-            temps.append(Path(name))
-        yield tuple(temps)
-        if mode is not None:
-            for temp in temps:
-                os.chmod(temp, mode)
+    with ExitStack() as stack:
+        temps = tuple(
+            stack.enter_context(scratch_file(path.parent, f".{path.name}.", ".partial"))
+            for path in paths
+        )
+        yield temps
         for temp, path in zip(temps, paths, strict=True):
+            if mode is not None:
+                os.chmod(temp, mode)
             os.replace(temp, path)
-    finally:
-        for temp in temps:
-            temp.unlink(missing_ok=True)
 
 
 def write_text(path: Path, text: str, *, mode: int | None = 0o644) -> Path:

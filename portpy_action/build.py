@@ -16,10 +16,8 @@ so a failure or Ctrl-C leaves nothing that looks finished.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,23 +38,28 @@ from portpy_action.bundle.install import (
 from portpy_action.bundle.launcher import write_bin_launchers, write_launcher
 from portpy_action.bundle.manifest import (
     MANIFEST_NAME,
+    SmokeSettings,
     build_record,
     bundle_manifest,
     write_json,
 )
-from portpy_action.bundle.project import copy_project
+from portpy_action.bundle.project import WORK_FOLDER_PREFIX, copy_project
+from portpy_action.bundle.recorded import content_inputs
 from portpy_action.bundle.repair import repair_elf_files
+from portpy_action.bundle.sbom import SBOM_NAME, bundle_sbom, scan_distributions, write_sbom
 from portpy_action.bundle.scripts import relocate_scripts
 from portpy_action.bundle.vendor import vendor_external_libs
 from portpy_action.check import PortabilityReport, enforce_policy, scan_bundle
+from portpy_action.check.policy import policy_for_glibc
 from portpy_action.check.smoke import smoke_test
-from portpy_action.errors import InputError
+from portpy_action.errors import InputError, writing_to
 from portpy_action.log import Logger
 from portpy_action.pack import PackedArchive, archive_mtime, pack
 from portpy_action.runtime import Release, fetch_runtime
+from portpy_action.scratch import scratch_folder, sweep
 from portpy_action.spec import BuildSpec
 
-WORK_PREFIX = ".portpy-build-"
+WORK_PREFIX = WORK_FOLDER_PREFIX
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ class BuildResult:
     # `<archive name>.json` beside the archive: the bundle's manifest plus the
     # archive's sha256/size and the stage timings.
     manifest_path: Path
+    # `<archive name>.cdx.json` beside the archive: the CycloneDX SBOM, the same
+    # document as the bundle's own `sbom.cdx.json`.
+    sbom_path: Path
     release: Release
     glibc_baseline: str | None
     external_libs: tuple[str, ...]
@@ -158,7 +164,9 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                     log.info(f"  {lib.copy} <- {lib.source} (for {users})")
 
         with log.stage("scan", "Measure the glibc baseline and external libraries"):
-            report = scan_bundle(bundle)
+            # Judged once, with the policy max-glibc selects; RPATHs naming `work` fail.
+            policy = policy_for_glibc(spec.max_glibc)
+            report = scan_bundle(bundle, policy=policy, build_dirs=(work,))
             enforce_policy(
                 report, max_glibc=spec.max_glibc, external_libs=spec.external_libs, log=log
             )
@@ -169,15 +177,29 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                 command=spec.command,
                 release=release,
                 distributions=distributions,
-                inputs=spec.inputs,
+                inputs=content_inputs(spec),
                 portability=report.to_dict(),
                 sources={
                     "requirements": plan.source.describe(spec.project_dir) if plan.source else None,
                     "project": installed.describe() if installed else None,
                     "entry": entry.describe(),
                 },
+                smoke=SmokeSettings(spec.smoke_skip_imports, spec.smoke_command),
             )
             write_json(bundle / MANIFEST_NAME, manifest)
+            # The last look for the build folder's path, now that every file is written.
+            for fix in remove_build_paths(bundle, [work]):
+                log.info(f"  {fix.path}: {fix.action}")
+
+        with log.stage("sbom", f"List the bundle's components in {SBOM_NAME}"):
+            # After every stage that rewrites files: the RECORD hashes are final here.
+            sbom = bundle_sbom(
+                name=spec.name,
+                release=release,
+                distributions=scan_distributions(site_packages(runtime.root), bundle),
+                mtime=archive_mtime(),
+            )
+            write_sbom(bundle / SBOM_NAME, sbom)
 
         name = spec.archive_name(release.version, release.target)
         with log.stage("pack", f"Pack {name}"):
@@ -189,7 +211,12 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
             with log.stage("smoke", "Run the archive from a moved copy"):
                 # The archive is unpacked before the build folder is hidden.
                 smoke = smoke_test(
-                    packed.path, skip_imports=spec.smoke_skip_imports, log=log, hide=(work,)
+                    packed.path,
+                    skip_imports=spec.smoke_skip_imports,
+                    log=log,
+                    hide=(work,),
+                    max_glibc=spec.max_glibc,
+                    command=spec.smoke_command,
                 )
 
         published = _publish(packed, spec.output_dir)
@@ -202,6 +229,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
             smoke=smoke.to_dict() if smoke else None,
         )
         manifest_copy = write_json(spec.output_dir / f"{name}.json", record)
+        sbom_copy = write_sbom(spec.output_dir / f"{name}.cdx.json", sbom)
 
     return BuildResult(
         archive=published.path,
@@ -209,6 +237,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
         size=published.size,
         sha256_file=published.sha256_file,
         manifest_path=manifest_copy,
+        sbom_path=sbom_copy,
         release=release,
         glibc_baseline=report.glibc_baseline_text if report.glibc_baseline else None,
         external_libs=tuple(sorted({lib.soname for lib in report.external_libs})),
@@ -238,20 +267,25 @@ def _check_inputs(spec: BuildSpec) -> None:
 
 @contextmanager
 def _work_folder(output_dir: Path) -> Iterator[Path]:
-    """A hidden folder inside `output_dir` (same filesystem: the final renames are atomic)."""
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=output_dir))
-    except OSError as exc:
-        raise InputError(
-            "output-dir",
-            f"`{output_dir}` cannot be written ({exc.strerror or exc})",
-            hint="Choose a folder you can write to",
-        ) from exc
-    try:
-        yield work
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    """A hidden folder inside `output_dir` (same filesystem: the final renames are atomic).
+
+    It is locked while this run lives, so a later run can tell a dead run's folder
+    from a live one's and removes only the former.
+    """
+    with ExitStack() as stack:
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            # Build folders of runs that were killed (SIGKILL, a lost runner) hold no lock.
+            sweep(output_dir, f"{WORK_PREFIX}*")
+            work = stack.enter_context(scratch_folder(output_dir, WORK_PREFIX))
+        except OSError as exc:
+            raise InputError(
+                "output-dir",
+                f"`{output_dir}` cannot be written ({exc.strerror or exc})",
+                hint="Choose a folder you can write to",
+            ) from exc
+        with writing_to(output_dir):
+            yield work
 
 
 def _publish(packed: PackedArchive, output_dir: Path) -> PackedArchive:

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from portpy_action import __version__
-from portpy_action.errors import InputError, PortpyError, exit_code
+from portpy_action.errors import InputError, PortpyError, disk_full, exit_code
 from portpy_action.log import Logger
 from portpy_action.options import action_inputs
+from portpy_action.signals import EXIT_TERMINATED, Terminated, sigterm_raises
 from portpy_action.spec import BuildSpec, load_config
 
 if TYPE_CHECKING:
@@ -37,7 +38,13 @@ RUNTIME_INPUTS = (
     "github-token",
 )
 CHECK_INPUTS = (*RUNTIME_INPUTS, "name", "format", "project-dir")
-POLICY_INPUTS = ("max-glibc", "external-libs", "smoke-test", "smoke-skip-imports")
+POLICY_INPUTS = (
+    "max-glibc",
+    "external-libs",
+    "smoke-test",
+    "smoke-skip-imports",
+    "smoke-command",
+)
 BUILD_INPUTS = (
     *RUNTIME_INPUTS,
     "requirements",
@@ -195,6 +202,7 @@ def run_build(args: argparse.Namespace, log: Logger) -> int:
                 "target": result.release.target,
                 "glibc-baseline": result.glibc_baseline or "none",
                 "manifest-path": result.manifest_path,
+                "sbom-path": result.sbom_path,
                 "archive-path": result.archive,
                 "archive-sha256": result.sha256,
                 "archive-size": result.size,
@@ -206,7 +214,8 @@ def run_build(args: argparse.Namespace, log: Logger) -> int:
 def run_verify(args: argparse.Namespace, log: Logger) -> int:
     from portpy_action.check import format_report_table, verify_archive
 
-    spec = _spec(_given(args, POLICY_INPUTS) | {"project-dir": ""}, log)
+    given = _given(args, POLICY_INPUTS)
+    spec = _spec(given | {"project-dir": ""}, log)
     archive = args.archive.resolve()
     if not archive.is_file():
         raise InputError(
@@ -216,7 +225,9 @@ def run_verify(args: argparse.Namespace, log: Logger) -> int:
         archive,
         max_glibc=spec.max_glibc,
         external_libs=spec.external_libs,
-        skip_imports=spec.smoke_skip_imports,
+        # Flags given override what the bundle recorded; absent ones take the record.
+        skip_imports=spec.smoke_skip_imports if "smoke-skip-imports" in given else None,
+        smoke_command=spec.smoke_command if "smoke-command" in given else None,
         smoke=spec.smoke_test,
         log=log,
     )
@@ -240,13 +251,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     log = Logger()
     try:
-        return COMMANDS[args.command_name](args, log)
+        with sigterm_raises():
+            return COMMANDS[args.command_name](args, log)
     except PortpyError as exc:
-        log.error(str(exc), file=exc.file, line=exc.line)
-        return exit_code(exc)
+        error = disk_full(exc) or exc
+        log.error(str(error), file=error.file, line=error.line)
+        return exit_code(error)
+    except OSError as exc:
+        full = disk_full(exc)
+        if full is None:
+            raise
+        log.error(str(full))
+        return exit_code(full)
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    except Terminated:
+        log.error("terminated (SIGTERM)")
+        return EXIT_TERMINATED
 
 
 if __name__ == "__main__":

@@ -21,6 +21,11 @@ Any other exception is a bug in the tool: exit code 1 too.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
@@ -120,3 +125,46 @@ class DiskFullError(ArchiveError):
 def exit_code(exc: BaseException) -> int:
     """The process's exit code for a failure: its class's, 1 for anything unforeseen."""
     return exc.exit_code if isinstance(exc, PortpyError) else 1
+
+
+# errno values that mean "the disk (or the user's quota) is full".
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def disk_full(exc: BaseException) -> PortpyError | None:
+    """`exc` said plainly if a full disk caused it (anywhere in its chain), else None.
+
+    A full disk surfaces wherever a write happens: in an unpacker, a download,
+    the packer or a copy. Whatever error wrapped it, the user's fix is the same.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _DISK_FULL:
+            where: object = current.filename or getattr(exc, _PLACE, None)
+            place = "the device"
+            if isinstance(where, (str, bytes, os.PathLike)):
+                place = f"`{os.fsdecode(where)}`"
+            return PortpyError(
+                f"no space left on {place}",
+                hint="Free some space, or point `output-dir`, `cache-dir` and TMPDIR at a bigger disk",
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
+# The folder a failed write went to, for errors (like a short write) that name no file.
+_PLACE = "portpy_writing_to"
+
+
+@contextmanager
+def writing_to(folder: Path) -> Iterator[None]:
+    """Let a full-disk error from the block name `folder` (the innermost such block wins)."""
+    try:
+        yield
+    except BaseException as exc:
+        if not hasattr(exc, _PLACE):
+            with contextlib.suppress(AttributeError, TypeError):
+                setattr(exc, _PLACE, folder)
+        raise

@@ -194,6 +194,7 @@ def _write_zip(out: BinaryIO, root: Path, mtime: int) -> None:
     with zipfile.ZipFile(out, "w", allowZip64=True) as archive:
         for entry in walk(root):
             name = entry.arcname + ("/" if entry.kind == "dir" else "")
+            _check_zip_name(name)
             info = zipfile.ZipInfo(name, date_time=date_time)
             info.create_system = 3  # Unix: external_attr carries the mode and file type
             info.external_attr = (_ZIP_FILE_TYPES[entry.kind] | entry.mode) << 16
@@ -207,6 +208,18 @@ def _write_zip(out: BinaryIO, root: Path, mtime: int) -> None:
                 info.file_size = entry.size
                 with entry.path.open("rb") as src, archive.open(info, "w") as dst:
                     shutil.copyfileobj(src, dst, _CHUNK)
+
+
+def _check_zip_name(name: str) -> None:
+    """zip stores UTF-8 names; a file name that is not (undecodable bytes) cannot go in."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+        raise BundleError(
+            f"`{shown}` has a file name that is not UTF-8, which a zip archive cannot hold",
+            hint="Rename it, add it to `exclude`, or use a tar format",
+        ) from None
 
 
 # ----------------------------------------------------------------------------

@@ -148,6 +148,7 @@ class BuildSpec:
     external_libs: str
     smoke_test: bool
     smoke_skip_imports: tuple[str, ...]
+    smoke_command: tuple[str, ...]
     upload_artifact: bool
     artifact_name: str
     retention_days: int | None
@@ -249,6 +250,8 @@ class BuildSpec:
         )
         if not cache_dir.is_absolute():
             cache_dir = base / cache_dir
+        if raw["cache-dir"] and workspace is not None:
+            _check_cache_dir(cache_dir, workspace.resolve(), env)
 
         token = raw["github-token"]
         if _EXPRESSION_RE.match(token):
@@ -310,6 +313,13 @@ class BuildSpec:
                     hint="List importable names such as `tkinter`",
                 )
 
+        try:
+            smoke_command = tuple(shlex.split(raw["smoke-command"]))
+        except ValueError as exc:
+            raise InputError(
+                "smoke-command", f"cannot be split into arguments ({exc})", hint="Check its quotes"
+            ) from exc
+
         artifact_name = raw["artifact-name"]
         bad = sorted(set(artifact_name) & _ARTIFACT_FORBIDDEN)
         if bad:
@@ -333,11 +343,12 @@ class BuildSpec:
                 )
 
         release = raw["attach-to-release"]
-        if release and (any(c.isspace() for c in release) or release.startswith("-")):
+        problem = tag_name_problem(release) if release else None
+        if problem:
             raise InputError(
                 "attach-to-release",
-                f"`{release}` is not a tag name",
-                hint="Use a tag such as `v1.2.0`",
+                f"{release!r} is not a tag name: {problem}",
+                hint="Use a tag such as `v1.2.0` (git check-ref-format rules)",
             )
 
         recorded = {
@@ -360,6 +371,7 @@ class BuildSpec:
             external_libs=_choice(raw, "external-libs", EXTERNAL_LIB_POLICIES),
             smoke_test=_bool(raw, "smoke-test"),
             smoke_skip_imports=skip,
+            smoke_command=smoke_command,
             upload_artifact=_bool(raw, "upload-artifact"),
             artifact_name=artifact_name,
             retention_days=retention,
@@ -492,6 +504,47 @@ def _default_name(project_dir: Path | None, env: Mapping[str, str]) -> str:
         if name:
             return name
     return "python"
+
+
+# Characters git refuses anywhere in a ref name (git check-ref-format), besides
+# control characters and whitespace; and `#`, which cuts a release URL short.
+_REF_FORBIDDEN = set("~^:?*[\\#")
+_REF_SEQUENCES = ("..", "@{", "//")
+
+
+def tag_name_problem(tag: str) -> str | None:
+    """Why `tag` cannot be a git tag name (git check-ref-format's rules), or None."""
+    bad = sorted({c for c in tag if c in _REF_FORBIDDEN or ord(c) < 0x20 or ord(c) == 0x7F})
+    if bad or any(c.isspace() for c in tag):
+        shown = " ".join(repr(c) for c in bad) if bad else "whitespace"
+        return f"it contains {shown}"
+    if tag.startswith("-"):
+        return "it starts with `-`"
+    for sequence in _REF_SEQUENCES:
+        if sequence in tag:
+            return f"it contains `{sequence}`"
+    if tag == "@":
+        return "`@` alone is not a ref name"
+    if tag.startswith("/") or tag.endswith(("/", ".")):
+        return "it starts with `/` or ends with `/` or `.`"
+    if any(part.startswith(".") or part.endswith(".lock") for part in tag.split("/")):
+        return "a part of it starts with `.` or ends with `.lock`"
+    return None
+
+
+def _check_cache_dir(path: Path, workspace: Path, env: Mapping[str, str]) -> None:
+    """In the action, the cache stays in the workspace, RUNNER_TEMP or the container's home."""
+    real = path.resolve()
+    allowed = [workspace] + [
+        Path(env[name]).resolve() for name in ("RUNNER_TEMP", "HOME") if env.get(name)
+    ]
+    if not any(real.is_relative_to(root) for root in allowed):
+        raise InputError(
+            "cache-dir",
+            f"`{path}` lies outside the workspace, RUNNER_TEMP and HOME",
+            hint="Use a folder inside the workspace or under `${{ runner.temp }}`, "
+            "or leave it empty for the default",
+        )
 
 
 def _check_writable(name: str, path: Path) -> None:

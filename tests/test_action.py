@@ -150,6 +150,8 @@ def test_outputs_describe_the_archive(world: World, two_builds: tuple[Run, Run])
         target,
     )
     assert (world.workspace / outputs["manifest-path"]).is_file()
+    assert outputs["sbom-path"] == f"out/dist/{name}.cdx.json"
+    assert (world.workspace / outputs["sbom-path"]).is_file()
     assert outputs["glibc-baseline"].startswith("2.")
     assert (
         outputs["artifact-url"]
@@ -180,14 +182,14 @@ def test_the_artifact_and_release_hold_the_archive(
     release = world.job.releases.by_tag(RELEASE_TAG)
     assert release is not None and not release.draft
     assets = {a.name: a.content for a in release.assets}
-    assert sorted(assets) == [archive.name, archive.name + ".sha256"]
+    assert sorted(assets) == [archive.name, archive.name + ".cdx.json", archive.name + ".sha256"]
     assert assets[archive.name] == data
     assert (
         assets[archive.name + ".sha256"] == archive.with_name(archive.name + ".sha256").read_bytes()
     )
     assert second.outputs["archive-sha256"] in assets[archive.name + ".sha256"].decode()
     deletes = [r for r in world.github.api.requests if r.method == "DELETE"]
-    assert len(deletes) == 2
+    assert len(deletes) == 3
 
 
 def test_files_written_to_the_workspace_belong_to_its_owner(
@@ -265,6 +267,8 @@ def test_check_says_whether_a_build_is_needed(world: World, two_builds: tuple[Ru
         ("project-dir", "../outside", "lies outside the workspace"),
         ("artifact-name", "my:bundle", "contains ':'"),
         ("name", "app ghadelimiter_0a1b", "the marker that delimits step outputs"),
+        ("cache-dir", "../outside", "lies outside the workspace, RUNNER_TEMP and HOME"),
+        ("attach-to-release", "v1..2", "is not a tag name: it contains `..`"),
     ],
 )
 def test_a_bad_input_is_one_annotation_naming_it(
@@ -301,6 +305,20 @@ def test_a_bad_requirements_line_is_annotated_where_it_is(world: World) -> None:
     [annotation] = [line for line in run.stdout.splitlines() if line.startswith("::error")]
     assert annotation.startswith("::error file=requirements.txt,line=3::input `requirements`: ")
     assert "editable install" in annotation
+
+
+def test_a_requirements_file_may_not_include_the_runners_files(world: World) -> None:
+    requirements = world.workspace / "requirements.txt"
+    requirements.write_text("rich==13.7.1\n-r /etc/passwd\n")
+    try:
+        run = world.run(build_inputs(world) | {"requirements": "requirements.txt"})
+    finally:
+        requirements.unlink()
+    assert run.returncode == 2  # an input error
+    [annotation] = [line for line in run.stdout.splitlines() if line.startswith("::error")]
+    assert annotation.startswith("::error file=requirements.txt,line=2::input `requirements`: ")
+    assert "outside the workspace" in annotation
+    assert "root:" not in run.stdout + run.stderr  # nothing of the file is echoed
 
 
 @pytest.mark.slow  # one more whole build, beside the two every other test here reads
@@ -349,7 +367,9 @@ def test_mirror_credentials_are_sent_to_the_mirror_and_recorded_nowhere(world: W
             inside = json.loads(member.read())
         beside = json.loads(archive.with_name(archive.name + ".json").read_text())
         for manifest in (inside, beside):
-            assert manifest["inputs"]["python-mirror"] == f"http://{host}/mirror"
+            # Where the runtime came from does not shape the bundle: not recorded at all.
+            assert "python-mirror" not in manifest["inputs"]
+            assert password not in json.dumps(manifest)
         assert password not in run.stderr and "mirror-user" not in run.stderr
         assert [line for line in run.stdout.splitlines() if password in line] == [
             f"::add-mask::{password}"

@@ -17,10 +17,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
 
 import portpy_action.pack
 from portpy_action.build import BuildResult, build
 from portpy_action.bundle.manifest import MANIFEST_NAME
+from portpy_action.bundle.sbom import SBOM_NAME, check_sbom, distribution_purl
 from portpy_action.errors import InputError
 from portpy_action.log import Logger
 from portpy_action.spec import FORMATS, BuildSpec
@@ -89,6 +92,7 @@ def inputs(
         "exclude": "*.log",
         "name": "demo",
         "command": "-m greet 'fixed word'",
+        "smoke-command": "run 'smoke word'",
     }
     return Inputs(folder, values)
 
@@ -149,7 +153,7 @@ def test_the_archive_holds_one_folder_with_runtime_app_launcher_and_manifest(
     names = members(demo.archive)
     assert {n.split("/")[0] for n in names} == {"demo"}
     top = {n.split("/")[1] for n in names if n.count("/") >= 1}
-    assert top == {"python", "app", "run", MANIFEST_NAME}
+    assert top == {"python", "app", "run", MANIFEST_NAME, SBOM_NAME}
     assert names["demo/run"].mode == 0o755
     app = {n.removeprefix("demo/app/") for n in names if n.startswith("demo/app/")}
     assert {"greet.py", "data", "data/config.toml"} <= app
@@ -179,6 +183,7 @@ def test_the_manifest_describes_runtime_distributions_inputs_and_portability(
     assert inside["inputs"]["requirements"] == "requirements.txt"
     assert "github-token" not in inside["inputs"]
     assert inside["portability"]["glibc_baseline"] == demo.glibc_baseline
+    assert inside["smoke"] == {"skip-imports": [], "command": ["run", "smoke word"]}
     assert "timings" not in inside  # would make the archive differ from run to run
 
     beside = json.loads(demo.manifest_path.read_text())
@@ -191,6 +196,8 @@ def test_the_manifest_describes_runtime_distributions_inputs_and_portability(
     stages = {"install", "project", "relocate", "launcher", "compile", "scan", "pack", "smoke"}
     assert stages <= set(beside["timings"])
     assert {PURE_MODULE, NATIVE_MODULE} <= set(beside["smoke-test"]["imported"])
+    assert beside["smoke-test"]["mode"] == "target-root"
+    assert beside["smoke-test"]["command"] == ["run", "smoke word"]
     run_only = ("archive", "timings", "smoke-test")
     assert {k: v for k, v in beside.items() if k not in run_only} == inside
 
@@ -214,6 +221,51 @@ def test_the_result_reports_what_was_built(demo: BuildResult) -> None:
     assert tuple(int(p) for p in demo.glibc_baseline.split(".")) >= (2, 17)
     leftovers = [p.name for p in demo.archive.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_verify_gives_the_builds_portability_verdict(demo: BuildResult, inputs: Inputs) -> None:
+    from portpy_action.check import verify_archive
+    from portpy_action.check.policy import policy_for_glibc
+
+    # Judged once, with max-glibc's policy: the step summary lists what the report has.
+    assert demo.report.policy == policy_for_glibc(inputs.spec().max_glibc).name
+    assert demo.external_libs == tuple(sorted({lib.soname for lib in demo.report.external_libs}))
+    verified = verify_archive(
+        demo.archive, max_glibc=None, external_libs="error", smoke=False, log=quiet_log()
+    ).report
+    assert verified.policy == demo.report.policy
+    assert verified.external_libs == demo.report.external_libs
+    assert verified.search_paths == demo.report.search_paths
+    assert verified.glibc_baseline == demo.report.glibc_baseline
+
+
+def test_the_sbom_inside_and_beside_lists_runtime_and_every_distribution(
+    demo: BuildResult, inputs: Inputs, tmp_path: Path
+) -> None:
+    with tarfile.open(demo.archive) as opened:
+        extracted = opened.extractfile(f"demo/{SBOM_NAME}")
+        assert extracted is not None
+        inside = extracted.read()
+        opened.extractall(tmp_path, filter="tar")
+    assert demo.sbom_path == demo.archive.with_name(demo.archive.name + ".cdx.json")
+    assert demo.sbom_path.read_bytes() == inside
+    errors = JsonStrictValidator(SchemaVersion.V1_6).validate_str(inside.decode())
+    assert errors is None, str(errors)
+    document = json.loads(inside)
+    purls = {c["purl"]: c["version"] for c in document["components"]}
+    release = demo.release
+    [runtime] = [c for c in document["components"] if c["name"] == "cpython"]
+    assert (runtime["version"], runtime["hashes"][0]["content"]) == (
+        release.version,
+        inputs.values["python-sha256"],
+    )
+    for dist in demo.distributions:
+        assert purls[distribution_purl(dist.name, dist.version)] == dist.version
+    assert document["metadata"]["component"]["name"] == "demo"
+    # The unpacked bundle's site-packages is what the SBOM lists, RECORDs included.
+    bundle = tmp_path / "demo"
+    [site] = bundle.glob("python/lib/python3*/site-packages")
+    assert check_sbom(bundle / SBOM_NAME, site, bundle) == len(demo.distributions)
 
 
 # --------------------------------------------------------------------------

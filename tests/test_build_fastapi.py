@@ -7,6 +7,7 @@ started there under chroot, and the app answers an HTTP GET from outside.
 from __future__ import annotations
 
 import io
+import json
 import socket
 import subprocess
 import time
@@ -14,8 +15,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
 
 from portpy_action.build import BuildResult, build
+from portpy_action.bundle.sbom import distribution_purl
+from portpy_action.check import verify_archive
 from portpy_action.log import Logger
 from portpy_action.spec import BuildSpec
 from tests.fixtures.pbs import PbsReleases
@@ -97,3 +102,23 @@ def test_the_seed_app_answers_from_a_bare_debian(
     assert response.status_code == 200
     assert response.json() == SEED_ANSWER
     assert "Uvicorn running on http://0.0.0.0:" in log.read_text()
+
+
+def test_the_sbom_lists_every_installed_distribution_and_verify_agrees(
+    fastapi_bundle: BuildResult,
+) -> None:
+    text = fastapi_bundle.sbom_path.read_text()
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    document = json.loads(text)
+    listed = {c["purl"]: c for c in document["components"] if c["purl"].startswith("pkg:pypi/")}
+    expected = {distribution_purl(d.name, d.version) for d in fastapi_bundle.distributions}
+    assert set(listed) == expected
+    fastapi = next(c for p, c in listed.items() if p.startswith("pkg:pypi/fastapi@"))
+    assert fastapi["licenses"], "fastapi declares its license in its metadata"
+    # `portpy verify` compares the SBOM inside the archive with its site-packages.
+    log = Logger(io.StringIO(), github=False, tty=False)
+    result = verify_archive(
+        fastapi_bundle.archive, max_glibc=None, external_libs="error", log=log, smoke=False
+    )
+    assert "sbom" in log.timings
+    assert result.bundle == "fastapi"

@@ -159,9 +159,10 @@ def test_index_settings_from_either_installer_reach_the_other() -> None:
     assert "VIRTUAL_ENV" not in uv_env
     pip_env = installer_environment("pip", env)
     assert pip_env["PIP_FIND_LINKS"] == "/wheels"
-    # pip imports itself from the bundle: no pycs naming the build folder.
+    # pip, and either installer's build backends, run the bundled interpreter:
+    # no pycs naming the build folder.
     assert pip_env["PYTHONDONTWRITEBYTECODE"] == "1"
-    assert "PYTHONDONTWRITEBYTECODE" not in uv_env
+    assert uv_env["PYTHONDONTWRITEBYTECODE"] == "1"
     # A setting the user gave the installer itself wins over its counterpart.
     both = installer_environment("uv", env | {"UV_INDEX_URL": "https://uv.example/simple"})
     assert both["UV_INDEX_URL"] == "https://uv.example/simple"

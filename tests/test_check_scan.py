@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from portpy_action.check import enforce_policy, format_report_table, scan_bundle
+from portpy_action.check.policy import policy_for_glibc
 from portpy_action.check.report import PortabilityReport
 from portpy_action.errors import CheckError, InputError
 from portpy_action.log import Logger
@@ -112,6 +113,11 @@ def report(bundle: Path) -> PortabilityReport:
     return scan_bundle(bundle)
 
 
+def scanned_for(bundle: Path, max_glibc: tuple[int, int] | None) -> PortabilityReport:
+    """The report as build and verify make it: judged with the policy max-glibc selects."""
+    return scan_bundle(bundle, policy=policy_for_glibc(max_glibc))
+
+
 def _logger() -> tuple[Logger, io.StringIO]:
     stream = io.StringIO()
     return Logger(stream, github=False, tty=False), stream
@@ -164,10 +170,12 @@ def test_files_map_to_the_distribution_that_installed_them(report: PortabilityRe
     assert owners[APP_TOOL] == "project"
 
 
-def test_max_glibc_2_17_names_file_distribution_and_symbol(report: PortabilityReport) -> None:
+def test_max_glibc_2_17_names_file_distribution_and_symbol(bundle: Path) -> None:
     log, _ = _logger()
     with pytest.raises(CheckError) as raised:
-        enforce_policy(report, max_glibc=(2, 17), external_libs="warn", log=log)
+        enforce_policy(
+            scanned_for(bundle, (2, 17)), max_glibc=(2, 17), external_libs="warn", log=log
+        )
     message = str(raised.value)
     line = next(line for line in message.splitlines() if FASTRAND in line)
     assert "(from fastrand)" in line
@@ -175,8 +183,9 @@ def test_max_glibc_2_17_names_file_distribution_and_symbol(report: PortabilityRe
     assert "glibc 2.17" in line
 
 
-def test_max_glibc_2_40_passes_and_warns_about_external_libs(report: PortabilityReport) -> None:
+def test_max_glibc_2_40_passes_and_warns_about_external_libs(bundle: Path) -> None:
     log, stream = _logger()
+    report = scanned_for(bundle, (2, 40))
     enforce_policy(report, max_glibc=(2, 40), external_libs="warn", log=log)
     output = stream.getvalue()
     assert "libcrypt.so.1" in output and "(from pwhash)" in output
@@ -191,10 +200,12 @@ def test_external_libs_are_named_with_their_distribution(report: PortabilityRepo
     }
 
 
-def test_external_libs_fail_the_check_by_default(report: PortabilityReport) -> None:
+def test_external_libs_fail_the_check_by_default(bundle: Path) -> None:
     log, _ = _logger()
     with pytest.raises(CheckError) as raised:
-        enforce_policy(report, max_glibc=(2, 40), external_libs="error", log=log)
+        enforce_policy(
+            scanned_for(bundle, (2, 40)), max_glibc=(2, 40), external_libs="error", log=log
+        )
     message = str(raised.value)
     assert "libcrypt.so.1" in message and "(from pwhash)" in message
     assert "newer than" not in message, "2.40 covers every glibc need of this machine"
@@ -240,3 +251,63 @@ def test_unknown_external_libs_action_names_the_input(report: PortabilityReport)
     log, _ = _logger()
     with pytest.raises(InputError, match="external-libs"):
         enforce_policy(report, max_glibc=None, external_libs="ignore", log=log)
+
+
+def test_hints_fit_the_failure(bundle: Path) -> None:
+    """A missing libcrypt is no glibc matter; a too-new symbol is."""
+    log, _ = _logger()
+    with pytest.raises(CheckError) as external:
+        enforce_policy(
+            scanned_for(bundle, (2, 40)), max_glibc=(2, 40), external_libs="error", log=log
+        )
+    assert "`external-libs: vendor`" in external.value.hint
+    assert "psycopg2-binary" in external.value.hint
+    assert "manylinux image" not in external.value.hint
+    with pytest.raises(CheckError) as too_new:
+        enforce_policy(
+            scanned_for(bundle, (2, 17)), max_glibc=(2, 17), external_libs="warn", log=log
+        )
+    assert "manylinux image" in too_new.value.hint
+    assert "vendor" not in too_new.value.hint
+
+
+def test_a_report_judged_with_another_policy_is_refused(report: PortabilityReport) -> None:
+    log, _ = _logger()
+    with pytest.raises(ValueError, match="policy_for_glibc"):
+        enforce_policy(report, max_glibc=(2, 17), external_libs="warn", log=log)
+
+
+def test_search_paths_leading_outside_the_bundle(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    root = work / "demo"
+    elsewhere = "/srv/out/.portpy-build-1a2b/demo/python/lib"
+    entries = [
+        "$ORIGIN",
+        "$ORIGIN/../../../../../..",  # climbs out of the bundle
+        "/usr/local/lib",
+        f"{root}/python/lib",  # this build's folder
+        elsewhere,  # another build's folder, recognised by its name
+        "lib",
+    ]
+    compile_c(PLAIN_C, root / ZIPPER, args=["-Wl,-rpath," + ":".join(entries)])
+
+    without = {entry.entry: entry.severity for entry in scan_bundle(root).search_paths}
+    assert without == {
+        "$ORIGIN/../../../../../..": "warning",
+        "/usr/local/lib": "warning",
+        f"{root}/python/lib": "warning",
+        elsewhere: "error",
+        "lib": "warning",
+    }
+    report = scan_bundle(root, build_dirs=(work,))
+    severities = {entry.entry: entry.severity for entry in report.search_paths}
+    assert severities == without | {f"{root}/python/lib": "error"}
+    assert {entry.tag for entry in report.search_paths} == {"RUNPATH"}
+    assert json.loads(json.dumps(report.to_dict()))["search_paths"][0]["path"] == ZIPPER
+
+    log, stream = _logger()
+    with pytest.raises(CheckError) as raised:
+        enforce_policy(report, max_glibc=None, external_libs="warn", log=log)
+    assert "2 search path(s) naming the build folder" in str(raised.value)
+    assert "$ORIGIN" in raised.value.hint
+    assert "/usr/local/lib" in stream.getvalue(), "the warnings are logged"

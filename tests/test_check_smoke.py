@@ -9,12 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from portpy_action.bundle.launcher import write_launcher
 from portpy_action.check import smoke_test
-from portpy_action.check.smoke import SmokeResult, hiding_available
+from portpy_action.check.failures import WARNING
+from portpy_action.check.policy import policy_for_glibc
+from portpy_action.check.smoke import MOVED_COPY, TARGET_ROOT, SmokeResult, hiding_available
+from portpy_action.check.targetroot import host_libraries, target_root
 from portpy_action.errors import CheckError
 from portpy_action.log import Logger
 from portpy_action.pack import pack
-from tests.fixtures.native import BUNDLE_NAME, InstalledBundle
+from tests.fixtures.native import BUNDLE_NAME, InstalledBundle, install_dist
+
+# Leaves out the slow import (pip) and the one that reads the build folder.
+QUICK = ["pip", "touchy"]
 
 
 def _log() -> Logger:
@@ -51,40 +58,59 @@ def broken_archive(
     return pack(copy, tmp / f"{BUNDLE_NAME}.tar.gz", format="tar.gz").path
 
 
-def test_moved_bundle_imports_every_distribution(good_archive: Path) -> None:
+def test_the_bundle_runs_in_a_target_like_root_with_every_distribution_imported(
+    good_archive: Path,
+) -> None:
     result = smoke_test(good_archive, log=_log())
     assert isinstance(result, SmokeResult)
-    assert {"fastrand", "_fastrand_impl", "greeter", "touchy", "pip"} <= set(result.imported)
+    assert (result.mode, result.policy) == (TARGET_ROOT, policy_for_glibc(None).name)
+    assert {"fastrand", "_fastrand_impl", "greeter", "pip"} <= set(result.imported)
     assert result.prefix == f"{BUNDLE_NAME}/python"
     assert result.python_version.startswith("3.12.")
     assert result.skipped == ()
+    # touchy reads a file in the build folder: the root does not have it.
+    (touchy,) = result.failures
+    assert (touchy.module, touchy.level) == ("touchy", WARNING)
+    assert touchy.reason.startswith("failed: FileNotFoundError")
 
 
-def test_broken_package_fails_naming_the_module_with_its_traceback(broken_archive: Path) -> None:
-    with pytest.raises(CheckError) as raised:
-        smoke_test(broken_archive, log=_log())
-    message = str(raised.value)
-    assert "importing `greeter` (from greeter) failed" in message
-    assert "Traceback (most recent call last)" in message
-    assert "RuntimeError: greeter is deliberately broken" in message
-    assert "fastrand" not in message, "only the broken module is named"
+def test_the_moved_copy_mode_runs_on_the_build_machine(good_archive: Path) -> None:
+    result = smoke_test(good_archive, log=_log(), mode=MOVED_COPY)
+    assert (result.mode, result.policy, result.failures) == (MOVED_COPY, None, ())
+    assert {"fastrand", "greeter", "touchy", "pip"} <= set(result.imported)
+
+
+def test_a_broken_package_is_a_warning_naming_the_module_with_its_traceback(
+    broken_archive: Path,
+) -> None:
+    stream = io.StringIO()
+    result = smoke_test(broken_archive, log=Logger(stream, github=False, tty=False))
+    broken = next(f for f in result.failures if f.module == "greeter")
+    assert (broken.level, broken.distribution) == (WARNING, "greeter")
+    assert broken.reason == "failed: RuntimeError: greeter is deliberately broken"
+    assert "fastrand" in result.imported
+    logged = stream.getvalue()
+    assert "importing `greeter` (from greeter) failed" in logged
+    assert "Traceback (most recent call last)" in logged
 
 
 def test_skipped_modules_are_not_imported(broken_archive: Path) -> None:
-    result = smoke_test(broken_archive, skip_imports=["greeter"], log=_log())
-    assert result.skipped == ("greeter",)
-    assert "greeter" not in result.imported
+    result = smoke_test(broken_archive, skip_imports=["greeter", "touchy"], log=_log())
+    assert result.skipped == ("greeter", "touchy")
+    assert not {"greeter", "touchy"} & set(result.imported)
     assert "fastrand" in result.imported
+    assert result.failures == ()
 
 
-def test_hidden_build_folder_exposes_a_leaking_import(
-    good_archive: Path, installed_bundle: InstalledBundle
+@pytest.mark.parametrize("mode", [TARGET_ROOT, MOVED_COPY])
+def test_an_import_reaching_into_the_build_folder_fails(
+    good_archive: Path, installed_bundle: InstalledBundle, mode: str
 ) -> None:
     assert hiding_available(), "tests run as root with unshare"
     with pytest.raises(CheckError) as raised:
-        smoke_test(good_archive, log=_log(), hide=[installed_bundle.build])
+        smoke_test(good_archive, log=_log(), hide=[installed_bundle.build], mode=mode)
     message = str(raised.value)
-    assert "importing `touchy` (from touchy) failed" in message
+    assert "importing `touchy` (from touchy) failed: it reaches into the build folder" in message
     assert (
         f"FileNotFoundError: [Errno 2] No such file or directory: '{installed_bundle.secret}'"
         in message
@@ -97,7 +123,9 @@ def test_hiding_an_unrelated_folder_passes_and_is_reported(
 ) -> None:
     unrelated = tmp_path / "elsewhere"
     unrelated.mkdir()
-    result = smoke_test(good_archive, log=_log(), hide=[unrelated, tmp_path / "missing"])
+    result = smoke_test(
+        good_archive, log=_log(), hide=[unrelated, tmp_path / "missing"], skip_imports=["touchy"]
+    )
     assert result.isolated
     assert result.hidden == (str(unrelated.resolve()),)
 
@@ -110,8 +138,10 @@ def test_sys_path_entry_outside_the_bundle_fails(
     outside.mkdir()
     (_site_packages(copy) / "leak.pth").write_text(f"{outside}\n")
     archive = pack(copy, tmp_path / f"{BUNDLE_NAME}.tar.gz", format="tar.gz").path
+    # Only on the build machine: in a target-like root the folder does not exist, and
+    # site.py leaves a .pth line naming a missing folder off sys.path.
     with pytest.raises(CheckError) as raised:
-        smoke_test(archive, log=_log())
+        smoke_test(archive, log=_log(), mode=MOVED_COPY)
     assert f"sys.path entry {outside} lies outside the unpacked bundle" in str(raised.value)
 
 
@@ -145,3 +175,110 @@ def test_interpreter_that_cannot_start_is_reported(
     ) as raised:
         smoke_test(archive, log=_log())
     assert f"{libpython.name}: cannot open shared object file" in str(raised.value)
+
+
+# -- what the target-like root holds ------------------------------------------------------
+
+# Loaded with ctypes at import, as python-magic does: no ELF scan sees these.
+CTYPES_LOADS = {
+    "needs_magic.py": b"import ctypes\nLIB = ctypes.CDLL('libmagic.so.1')\n",
+    # libz is on the allow-list; find_library asks the root's own ldconfig.
+    "needs_zlib.py": b"import ctypes, ctypes.util\n"
+    b"NAME = ctypes.util.find_library('z')\nassert NAME, 'find_library found no libz'\n"
+    b"LIB = ctypes.CDLL(NAME)\n",
+}
+
+
+@pytest.fixture(scope="module")
+def ctypes_archive(
+    installed_bundle: InstalledBundle, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    tmp = tmp_path_factory.mktemp("ctypes")
+    copy = _variant(installed_bundle, tmp)
+    install_dist(_site_packages(copy), "needs-libs", "1.0", CTYPES_LOADS)
+    return pack(copy, tmp / f"{BUNDLE_NAME}.tar.gz", format="tar.gz").path
+
+
+def test_the_root_lacks_a_library_the_build_machine_has(
+    ctypes_archive: Path, installed_bundle: InstalledBundle
+) -> None:
+    policy = policy_for_glibc(None)
+    assert "libmagic.so.1" in host_libraries(), "libmagic1 is in tests/apt-packages.txt"
+    assert "libmagic.so.1" not in policy.allowed_libs
+    root = target_root(policy, installed_bundle.python)
+    assert root is not None
+    assert {"libc.so.6", "libz.so.1"} <= set(root.libraries)
+    assert "libmagic.so.1" not in root.libraries
+
+    with pytest.raises(CheckError) as raised:
+        smoke_test(ctypes_archive, log=_log(), skip_imports=QUICK)
+    message = str(raised.value)
+    assert (
+        "importing `needs_magic` (from needs-libs) cannot load the shared library `libmagic.so.1`"
+        in message
+    )
+    assert "needs_zlib" not in message, "an allow-listed library loads, found by find_library"
+    assert "vendor it into the bundle" in str(raised.value.hint)
+
+    # The same archive on the build machine: the library is there, the import passes.
+    moved = smoke_test(ctypes_archive, log=_log(), skip_imports=QUICK, mode=MOVED_COPY)
+    assert {"needs_magic", "needs_zlib"} <= set(moved.imported)
+
+
+def test_an_older_policy_makes_a_smaller_root(installed_bundle: InstalledBundle) -> None:
+    newest = target_root(policy_for_glibc(None), installed_bundle.python)
+    oldest = target_root(policy_for_glibc((2, 5)), installed_bundle.python)
+    assert newest is not None and oldest is not None
+    assert oldest.policy == "manylinux_2_5" and newest.path != oldest.path
+    # libmvec joined the allow-list with manylinux_2_24.
+    assert "libmvec.so.1" in newest.libraries
+    assert "libmvec.so.1" not in oldest.libraries
+    assert target_root(policy_for_glibc(None), installed_bundle.python) is newest, "made once"
+
+
+# -- the smoke command ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def launcher_archive(
+    installed_bundle: InstalledBundle, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    tmp = tmp_path_factory.mktemp("launcher")
+    copy = _variant(installed_bundle, tmp)
+    write_launcher(copy, BUNDLE_NAME, ["-m", "main"])
+    return pack(copy, tmp / f"{BUNDLE_NAME}.tar.gz", format="tar.gz").path
+
+
+# Each runs `main` (app/main.py) the way `run` would: app/ on the import path. The
+# launcher needs sh, realpath and dirname: the root has them.
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["-c", "import main, os; assert os.getcwd().endswith('/demo'), os.getcwd()"],
+        ["run", "extra-argument"],
+    ],
+)
+def test_a_smoke_command_that_exits_0_passes(launcher_archive: Path, command: list[str]) -> None:
+    result = smoke_test(launcher_archive, log=_log(), skip_imports=QUICK, command=command)
+    assert (result.mode, result.command) == (TARGET_ROOT, tuple(command))
+
+
+def test_a_failing_smoke_command_fails_with_its_output(launcher_archive: Path) -> None:
+    command = ["-c", "import sys; print('about to fail'); sys.exit(3)"]
+    with pytest.raises(CheckError) as raised:
+        smoke_test(launcher_archive, log=_log(), skip_imports=QUICK, command=command)
+    assert "exited with status 3" in str(raised.value)
+    assert "about to fail" in str(raised.value)
+
+
+def test_a_smoke_command_that_cannot_load_a_library_names_it(launcher_archive: Path) -> None:
+    command = ["-c", "import ctypes; ctypes.CDLL('libmagic.so.1')"]
+    with pytest.raises(CheckError) as raised:
+        smoke_test(launcher_archive, log=_log(), skip_imports=QUICK, command=command)
+    assert "libmagic.so.1: cannot open shared object file" in str(raised.value)
+    assert "`libmagic.so.1`" in str(raised.value.hint)
+
+
+def test_run_in_the_smoke_command_needs_a_launcher(good_archive: Path) -> None:
+    with pytest.raises(CheckError, match="the bundle has no `run` launcher"):
+        smoke_test(good_archive, log=_log(), skip_imports=QUICK, command=["run"])

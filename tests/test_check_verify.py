@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,11 +11,14 @@ from pathlib import Path
 import pytest
 
 from portpy_action.archives import ArchiveError
+from portpy_action.bundle.manifest import MANIFEST_NAME, SmokeSettings
 from portpy_action.check import format_report_table, scan_bundle, verify_archive
 from portpy_action.check.elf import is_elf
+from portpy_action.cli import main
 from portpy_action.errors import CheckError
 from portpy_action.log import Logger
-from tests.fixtures.native import InstalledBundle, glibc_versions
+from portpy_action.pack import pack
+from tests.fixtures.native import BUNDLE_NAME, InstalledBundle, glibc_versions, install_dist
 from tests.fixtures.pbs import cached_runtime_tree, pack_tree
 
 
@@ -111,3 +115,51 @@ def test_unknown_file_type_is_refused(tmp_path: Path) -> None:
     archive.write_bytes(b"Rar!")
     with pytest.raises(ArchiveError, match=r"\.tar\.gz, \.tar\.zst, \.tar\.xz or \.zip"):
         verify_archive(archive, max_glibc=None, external_libs="error", log=_log())
+
+
+# -- the smoke settings a bundle records ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def recorded_archive(
+    installed_bundle: InstalledBundle, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A bundle that passes only with its recorded skip list: `needs_magic` loads libmagic,
+    which the target-like root does not have."""
+    tmp = tmp_path_factory.mktemp("recorded")
+    copy = tmp / BUNDLE_NAME
+    shutil.copytree(installed_bundle.root, copy, symlinks=True)
+    site = next((copy / "python" / "lib").glob("python3.*/site-packages"))
+    install_dist(
+        site,
+        "needs-magic",
+        "1.0",
+        {"needs_magic.py": b"import ctypes\nctypes.CDLL('libmagic.so.1')\n"},
+    )
+    settings = SmokeSettings(
+        skip_imports=("needs_magic", "touchy", "pip"), command=("-c", "import main")
+    )
+    (copy / MANIFEST_NAME).write_text(
+        json.dumps({"name": BUNDLE_NAME, "smoke": settings.to_dict()})
+    )
+    return pack(copy, tmp / f"{BUNDLE_NAME}.tar.gz", format="tar.gz").path
+
+
+def test_verify_runs_the_smoke_test_the_bundle_recorded(recorded_archive: Path) -> None:
+    result = verify_archive(recorded_archive, max_glibc=None, external_libs="error", log=_log())
+    assert result.smoke is not None
+    assert result.smoke.skipped == ("needs_magic", "pip", "touchy")
+    assert result.smoke.command == ("-c", "import main")
+    assert "fastrand" in result.smoke.imported
+
+
+def test_flags_given_to_verify_override_the_recorded_settings(
+    recorded_archive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    skip = ["--smoke-skip-imports", "touchy,pip"]
+    assert main(["verify", str(recorded_archive), *skip]) == 1
+    assert "cannot load the shared library `libmagic.so.1`" in capsys.readouterr().err
+
+    failing = ["--smoke-command", "-c 'raise SystemExit(4)'"]
+    assert main(["verify", str(recorded_archive), *failing]) == 1
+    assert "exited with status 4" in capsys.readouterr().err

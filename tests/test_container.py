@@ -14,7 +14,16 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from tests.fixtures.container import CONTEXT_PATHS, REPO, Container, image_config
+from tests.fixtures.container import (
+    CONTEXT_PATHS,
+    FORWARDED_BUILD_ARGS,
+    REPO,
+    Container,
+    build_image,
+    container_of,
+    image_config,
+    stand_in_base_image,
+)
 from tests.fixtures.fake_actions import FakeGitHubJob, read_outputs, running_fake_job
 from tests.fixtures.fake_github import FakeGitHub
 from tests.fixtures.pbs import PbsReleases
@@ -283,3 +292,20 @@ def test_portpy_build_runs_through_the_entrypoint(
     assert "cli/app/hello.py" in names
     # Only the mirror was asked: an exact version and tag need no API call.
     assert api_requests == []
+
+
+def test_the_manylinux2014_variant_builds_and_runs_the_same_tool() -> None:
+    """manylinux2014.Dockerfile, built FROM the stand-in as the default one is."""
+    forwarded = {name: os.environ[name] for name in FORWARDED_BUILD_ARGS if os.environ.get(name)}
+    image = build_image(
+        stand_in_base_image(),
+        forwarded,
+        dockerfile="manylinux2014.Dockerfile",
+        repository="localhost/portpy-action-test-manylinux2014",
+    )
+    with container_of(image) as container:
+        done = container.run([*container.entrypoint, "portpy", "--version"])
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().endswith(_package_version())
+        sbom = container.run(["python", "-c", "import cyclonedx, portpy_action.bundle.sbom"])
+        assert sbom.returncode == 0, sbom.stderr

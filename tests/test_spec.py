@@ -34,6 +34,9 @@ def test_defaults_come_from_action_yml(project: Path) -> None:
     assert s.output_dir == project / "dist"
     assert s.runtime.target.endswith("-unknown-linux-gnu")
     assert "_v" not in s.runtime.target.split("-")[0]
+    assert s.smoke_command == ()
+    quoted = spec({"smoke-command": """-c "import app.main" """}, project)
+    assert quoted.smoke_command == ("-c", "import app.main")
 
 
 @pytest.mark.parametrize(
@@ -85,6 +88,7 @@ def test_version_matching() -> None:
         ({"python-sha256": "abc"}, "python-sha256", "64"),
         ({"command": "-m 'unclosed"}, "command", "quotes"),
         ({"smoke-skip-imports": "ok, not-a-module"}, "smoke-skip-imports", "not-a-module"),
+        ({"smoke-command": "-c 'unclosed"}, "smoke-command", "quotes"),
         ({"no-such-input": "1"}, "no-such-input", "python-version"),
     ],
 )

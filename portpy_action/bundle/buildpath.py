@@ -22,7 +22,7 @@ from portpy_action.errors import BundleError
 
 # Build-time metadata of the interpreter, relative to the runtime root. The
 # runtime stage writes the real prefix into them so that sdists build on this
-# machine; the bundle ships pbs's own placeholder prefix again (REFERENCE §1).
+# machine; the bundle ships pbs's own placeholder prefix (`/install`) again.
 BUILD_METADATA = (
     "lib/python3*/_sysconfigdata_*.py",
     "lib/python3*/_sysconfig_vars_*.json",

@@ -8,9 +8,11 @@ in the requirements file, which both installers read themselves.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -61,17 +63,22 @@ class Distribution:
     version: str
 
 
-def check_requirements(path: Path) -> None:
+def check_requirements(path: Path, *, inside: Path | None = None) -> None:
     """Refuse editable requirements in `path` and in the files it includes (`-r`, `-c`).
+
+    With `inside` (the action's workspace), an included file must lie inside it
+    too: a requirements file must not make the build read the runner's files.
+    Error messages name the file and line, never the line's text, which can hold
+    index credentials and ends up in annotations.
 
     Lock files (uv.lock, pylock.toml) are TOML, checked where they are read.
     """
     if lock_format(path) != REQUIREMENTS_TXT:
         return
-    _check_file(path, seen=set())
+    _check_file(path, seen=set(), inside=inside.resolve() if inside else None)
 
 
-def _check_file(path: Path, seen: set[Path]) -> None:
+def _check_file(path: Path, seen: set[Path], inside: Path | None) -> None:
     path = path.resolve()
     if path in seen:
         return
@@ -91,10 +98,13 @@ def _check_file(path: Path, seen: set[Path]) -> None:
         if not words:
             continue
         option, _, inline_value = words[0].partition("=")
+        if words[0][:2] in ("-r", "-c") and len(words[0]) > 2 and not inline_value:
+            option, inline_value = words[0][:2], words[0][2:]  # `-rfile`, as optparse allows
         if option in _EDITABLE_OPTIONS or words[0].startswith("-e"):
             raise InputError(
                 "requirements",
-                f"`{line}` is an editable install, which would point at this machine's files",
+                f"line {number} is an editable install (`-e`), which would point at this "
+                "machine's files",
                 hint="Install the project as a normal requirement (drop `-e`), or put it in project-dir",
                 file=path,
                 line=number,
@@ -102,7 +112,16 @@ def _check_file(path: Path, seen: set[Path]) -> None:
         if option in _NESTED_OPTIONS:
             target = inline_value or (words[1] if len(words) > 1 else "")
             if target and "://" not in target:
-                _check_file(path.parent / target, seen)
+                nested = Path(os.path.normpath(path.parent / target))
+                if inside is not None and not nested.resolve().is_relative_to(inside):
+                    raise InputError(
+                        "requirements",
+                        f"line {number} includes a file outside the workspace (`{option}`)",
+                        hint="Keep every file a requirements file includes inside the repository",
+                        file=path,
+                        line=number,
+                    )
+                _check_file(nested, seen, inside)
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:
@@ -131,7 +150,7 @@ def _split(line: str, path: Path, number: int) -> list[str]:
         return shlex.split(line)
     except ValueError as exc:
         raise InputError(
-            "requirements", f"`{line}` cannot be parsed ({exc})", file=path, line=number
+            "requirements", f"line {number} cannot be parsed ({exc})", file=path, line=number
         ) from exc
 
 
@@ -144,10 +163,10 @@ def installer_environment(installer: str, env: Mapping[str, str]) -> dict[str, s
     # Never let an activated virtualenv or a stray PYTHONHOME redirect the install.
     for name in ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", "UV_SYSTEM_PYTHON", "PIP_USER"):
         result.pop(name, None)
-    if installer == "pip":
-        # pip runs from the bundle's own site-packages: its imports would leave pycs
-        # there (and in the stdlib) that name the build folder.
-        result["PYTHONDONTWRITEBYTECODE"] = "1"
+    # pip, and the build backends either installer starts, run the bundled
+    # interpreter: its imports would leave pycs in the stdlib and site-packages
+    # that name the build folder. Only the compile stage writes byte code.
+    result["PYTHONDONTWRITEBYTECODE"] = "1"
     return result
 
 
@@ -202,20 +221,13 @@ def run_tool(
 ) -> subprocess.CompletedProcess[str]:
     """Run an installer (or uv/pip in another role), its output logged and returned."""
     log.info(f"$ {shlex.join(command)}")
-    result = subprocess.run(
-        list(command),
-        # Without the job's credentials: a local sdist's build code runs in there.
-        env=installer_environment(installer, child_environ(env)),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        check=False,
+    # Without the job's credentials: a local sdist's build code runs in there.
+    output, returncode = _run_process_group(
+        list(command), installer_environment(installer, child_environ(env))
     )
-    for line in result.stdout.splitlines():
+    for line in output.splitlines():
         log.info(f"  {line}")
-    return result
+    return subprocess.CompletedProcess(list(command), returncode, output)
 
 
 def install_requirements(
@@ -234,6 +246,32 @@ def install_requirements(
         raise _install_error(result.stdout, installer, requirements)
 
 
+def _run_process_group(command: list[str], env: Mapping[str, str]) -> tuple[str, int]:
+    """Run `command` in a process group of its own; (output, exit status).
+
+    The installer starts build backends, which start compilers. Interrupted
+    (Ctrl-C, SIGTERM), the whole group is killed, not just the installer, so
+    nothing keeps writing into the build folder while it is being removed.
+    """
+    with subprocess.Popen(
+        command,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    ) as process:
+        try:
+            output, _ = process.communicate()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            raise
+    return output, process.returncode
+
+
 def _install_error(output: str, installer: str, requirements: Path) -> Exception:
     for pattern in _NOT_FOUND_PATTERNS:
         match = pattern.search(output)
@@ -247,9 +285,10 @@ def _install_error(output: str, installer: str, requirements: Path) -> Exception
                 file=requirements,
                 line=_line_naming(requirements, name),
             )
-    tail = "\n".join(output.strip().splitlines()[-15:])
+    # The output stays in the log: installers quote requirement lines, which may
+    # hold index credentials, and the error becomes an annotation.
     return BundleError(
-        f"{installer} could not install `{requirements}`:\n{tail}",
+        f"{installer} could not install `{requirements.name}`",
         hint="See the installer's output above",
         file=requirements,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,6 +38,39 @@ class ReleaseInfo(Protocol):
     def sha256(self) -> str: ...
 
 
+@dataclass(frozen=True)
+class SmokeSettings:
+    """How the bundle's smoke test ran at build time, so `portpy verify` runs it alike."""
+
+    skip_imports: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"skip-imports": list(self.skip_imports), "command": list(self.command)}
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any]) -> SmokeSettings | None:
+        """The recorded settings; None when the manifest has none or they are malformed."""
+        recorded = manifest.get("smoke")
+        if not isinstance(recorded, Mapping):
+            return None
+        skip, command = recorded.get("skip-imports", []), recorded.get("command", [])
+        if not all(
+            isinstance(v, list) and all(isinstance(w, str) for w in v) for v in (skip, command)
+        ):
+            return None
+        return cls(skip_imports=tuple(skip), command=tuple(command))
+
+
+def read_smoke_settings(bundle: Path) -> SmokeSettings | None:
+    """The smoke settings recorded in `bundle/portable-python.json`, if it has any."""
+    try:
+        manifest = json.loads((bundle / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # no manifest (a hand-made archive) or not ours
+    return SmokeSettings.from_manifest(manifest) if isinstance(manifest, dict) else None
+
+
 def bundle_manifest(
     *,
     name: str,
@@ -46,6 +80,7 @@ def bundle_manifest(
     inputs: Mapping[str, str],
     portability: Mapping[str, Any] | None = None,
     sources: Mapping[str, Any] | None = None,
+    smoke: SmokeSettings | None = None,
 ) -> dict[str, Any]:
     """The manifest that goes into the archive.
 
@@ -74,6 +109,8 @@ def bundle_manifest(
     for key, value in (sources or {}).items():
         if value is not None:
             manifest[key] = value
+    if smoke is not None:
+        manifest["smoke"] = smoke.to_dict()
     return manifest
 
 

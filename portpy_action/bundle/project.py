@@ -1,20 +1,28 @@
 """Copy the user's project folder into the bundle's `app/`.
 
 Left out: version-control and cache folders, virtualenvs (any folder holding a
-`pyvenv.cfg`), the output folder (the build happens inside it), and whatever the
-`exclude` globs match. A glob without `/` matches a name at any depth (like
+`pyvenv.cfg`), the output folder (the build happens inside it) or, when the
+output folder is the project folder, the archives in it, any folder holding
+archives of earlier builds, build folders, and whatever the `exclude` globs match. A glob without `/` matches a name at any depth (like
 `*.log`); one with `/` matches the path from the project root (like `docs/*`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
 from portpy_action.errors import InputError
+
+# Build folders of this tool (its own, an interrupted run's): never project files.
+WORK_FOLDER_PREFIX = ".portpy-build-"
+# What `pack` writes beside an archive: `<sha256>  <archive name>`.
+_SUM_LINE = re.compile(rb"[0-9a-f]{64}  [^\n]+\n?")
 
 ALWAYS_EXCLUDED = (
     ".git",
@@ -60,19 +68,40 @@ def copy_project(
     the bundle (an installed wheel has it); folders emptied by it are removed.
     """
     source = source.resolve()
-    patterns = tuple(exclude)
-    skipped = {p.resolve() for p in skip}
+    try:
+        return _copy_tree(source, dest, tuple(exclude), {p.resolve() for p in skip}, leave_out)
+    except PermissionError as exc:
+        where = Path(os.fsdecode(exc.filename)) if exc.filename else source
+        if where.name == "pyvenv.cfg":  # looked for in a folder that cannot be entered
+            where = where.parent
+        rel = where.relative_to(source) if where.is_relative_to(source) else where
+        raise InputError(
+            "project-dir",
+            f"`{rel}` cannot be read ({exc.strerror})",
+            hint="Make it readable, or add it to `exclude`",
+        ) from exc
+
+
+def _copy_tree(
+    source: Path,
+    dest: Path,
+    patterns: tuple[str, ...],
+    skipped: set[Path],
+    leave_out: Callable[[PurePosixPath], bool] | None,
+) -> list[PurePosixPath]:
     copied: list[PurePosixPath] = []
     emptied: set[PurePosixPath] = set()
     dest.mkdir(parents=True)
-    for folder, dirnames, filenames in os.walk(source):
+    for folder, dirnames, filenames in os.walk(source, onerror=_raise):
         here = Path(folder)
         rel_here = PurePosixPath(here.relative_to(source).as_posix())
+        # The output folder may be the project folder itself: its archives stay out.
+        outputs = earlier_outputs(here) if here in skipped else set()
         kept_dirs = []
         for name in sorted(dirnames):
             path = here / name
             rel = rel_here / name
-            if _leave_out_folder(path, rel, patterns, skipped):
+            if _leave_out_folder(path, rel, patterns, skipped) or name in outputs:
                 continue
             if leave_out is not None and leave_out(rel):
                 emptied.add(rel_here)
@@ -87,7 +116,7 @@ def copy_project(
         for name in sorted(filenames):
             path = here / name
             rel = rel_here / name
-            if is_excluded(rel, patterns):
+            if is_excluded(rel, patterns) or name in outputs:
                 continue
             if leave_out is not None and leave_out(rel):
                 emptied.add(rel_here)
@@ -140,10 +169,41 @@ def _leave_out_folder(
 ) -> bool:
     return (
         rel.name in ALWAYS_EXCLUDED
+        or rel.name.startswith(WORK_FOLDER_PREFIX)
         or (path / "pyvenv.cfg").is_file()
         or path.resolve() in skipped
+        or bool(earlier_outputs(path))
         or is_excluded(rel, patterns)
     )
+
+
+def earlier_outputs(folder: Path) -> set[str]:
+    """Names in `folder` that earlier builds wrote: archives, their `.sha256` and `.json`.
+
+    A folder holding these is an output folder (say an old `output-dir`); copied
+    into `app/`, each build would carry all earlier archives along.
+    """
+    names: set[str] = set()
+    try:
+        sums = [p for p in folder.glob("*.sha256") if p.is_file() and not p.is_symlink()]
+    except OSError:
+        return names
+    for sum_file in sums:
+        archive = sum_file.name.removesuffix(".sha256")
+        try:
+            with sum_file.open("rb") as opened:
+                text = opened.read(200)
+        except OSError:
+            continue
+        if _SUM_LINE.fullmatch(text) and text.split(b"  ", 1)[1].strip() == os.fsencode(archive):
+            names |= {sum_file.name, archive, f"{archive}.json"}
+    with contextlib.suppress(OSError):
+        names |= {p.name for p in folder.glob(f"{WORK_FOLDER_PREFIX}*")}
+    return names
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
 
 
 def _copy_link(path: Path, rel: PurePosixPath, source: Path, dest: Path) -> None:

@@ -2,7 +2,7 @@
 
 pip and uv write an absolute shebang (`#!/build/path/python/bin/python3`), which
 breaks as soon as the folder moves. Each such script gets the `/bin/sh` polyglot
-header that pbs uses for its own scripts (REFERENCE §2): the shell execs the
+header that pbs uses for its own scripts: the shell execs the
 interpreter next to the script's real path, and Python reads the same lines as a
 string literal.
 """

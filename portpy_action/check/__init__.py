@@ -5,6 +5,7 @@ from portpy_action.check.report import (
     ExternalLib,
     FileNeeds,
     PortabilityReport,
+    SearchPathEntry,
     SymbolNeed,
     format_report_table,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "ExternalLib",
     "FileNeeds",
     "PortabilityReport",
+    "SearchPathEntry",
     "SmokeResult",
     "SymbolNeed",
     "VerifyResult",

@@ -18,6 +18,7 @@ from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
 from elftools.elf.sections import SymbolTableSection
+from elftools.elf.segments import InterpSegment
 
 ELF_MAGIC = b"\x7fELF"
 
@@ -58,6 +59,9 @@ class ElfInfo:
     rpath: tuple[str, ...]
     runpath: tuple[str, ...]
     version_needs: tuple[VersionNeed, ...]
+    # PT_INTERP: the loader a program names; shared libraries have none (libc aside).
+    interpreter: str | None = None
+    elf_class: int = 64  # 32 or 64: the loader skips candidates of the other class
 
 
 def is_elf(path: Path) -> bool:
@@ -171,6 +175,14 @@ def read_elf(path: Path) -> ElfInfo | None:
             # Made once: pyelftools builds every section object anew on each iteration.
             sections = list(elf.iter_sections())
             soname, needed, rpath, runpath = _dynamic_entries(sections)
+            interpreter = next(
+                (
+                    str(segment.get_interp_name())
+                    for segment in elf.iter_segments()
+                    if isinstance(segment, InterpSegment)
+                ),
+                None,
+            )
             machine = elf.header["e_machine"]
             arch = _ARCHES.get(machine, str(machine))
             if arch == "ppc64le" and not elf.little_endian:
@@ -182,6 +194,8 @@ def read_elf(path: Path) -> ElfInfo | None:
                 rpath=tuple(rpath),
                 runpath=tuple(runpath),
                 version_needs=tuple(_version_needs(elf, sections)),
+                interpreter=interpreter,
+                elf_class=elf.elfclass,
             )
     except (ELFError, ValueError, KeyError, IndexError, struct.error) as exc:
         raise ElfReadError(f"{path}: {exc}") from exc

@@ -5,6 +5,10 @@ is compared with each file's newest GLIBC need directly; the policy also caps th
 other families the target's system libraries provide (GLIBCXX and CXXABI from
 libstdc++, GCC from libgcc_s), and its allow-list decides which libraries may be
 left to the target.
+
+The report's external libraries were judged by the scan with the same policy
+(`scan_bundle(..., policy=policy_for_glibc(max_glibc))`), so the report, the
+step summary and this verdict name the same libraries.
 """
 
 from __future__ import annotations
@@ -16,12 +20,26 @@ from portpy_action.check.policy import (
     policy_for_glibc,
 )
 from portpy_action.check.report import GLIBC, FileNeeds, PortabilityReport, SymbolNeed
-from portpy_action.check.scan import external_libs as judge_external_libs
 from portpy_action.errors import CheckError, InputError
 from portpy_action.log import Logger
 
 # `vendor` copies them into the bundle before the scan (bundle/vendor.py); any left are errors.
 EXTERNAL_LIB_ACTIONS = ("error", "warn", "vendor")
+
+# Each failure gets the fixes that fit it: a missing libpq or libxcb is no glibc matter.
+GLIBC_HINT = (
+    "For the too-new symbols: build on an older base (a manylinux image), pin a wheel built "
+    "for an older glibc, or raise `max-glibc`"
+)
+EXTERNAL_HINT = (
+    "For the external libraries: vendor them (`external-libs: vendor`), install them on the "
+    "target, or use a binary wheel that bundles them (e.g. `psycopg2-binary` for "
+    "`psycopg2`); `external-libs: warn` accepts them when every target has them"
+)
+BUILD_PATH_HINT = (
+    "For the search paths: rebuild those extensions with an `$ORIGIN`-relative RPATH/RUNPATH "
+    "(or none), or install a wheel instead of building the sdist"
+)
 
 
 def _limit(family: str, arch: str, max_glibc: Version, policy: ManylinuxPolicy) -> Version | None:
@@ -74,7 +92,13 @@ def enforce_policy(
             "to copy them into the bundle",
         )
     policy = policy_for_glibc(max_glibc)
+    if report.policy != policy.name:
+        raise ValueError(
+            f"the report was judged with {report.policy}, but max-glibc selects {policy.name}: "
+            "scan with policy_for_glibc(max_glibc)"
+        )
     problems: list[str] = []
+    hints: list[str] = []
     if max_glibc is not None:
         too_new = version_violations(report, max_glibc, policy)
         if too_new:
@@ -82,26 +106,30 @@ def enforce_policy(
                 f"{len(too_new)} need(s) newer than max-glibc {format_version(max_glibc)}:"
             )
             problems.extend(f"  {line}" for line in too_new)
+            hints.append(GLIBC_HINT)
 
-    externals = judge_external_libs(report.files, policy)
-    external_lines = [
-        f"{lib.path} (from {lib.distribution}) links {lib.soname}, which is neither in "
-        f"the bundle nor on the {policy.name} allow-list"
-        for lib in externals
-    ]
+    external_lines = [lib.describe(policy.name) for lib in report.external_libs]
     if external_lines and external_libs != "warn":
         problems.append(f"{len(external_lines)} external librar(y/ies):")
         problems.extend(f"  {line}" for line in external_lines)
+        hints.append(EXTERNAL_HINT)
     else:
         for line in external_lines:
             log.warning(line)
 
+    build_paths = [entry for entry in report.search_paths if entry.severity == "error"]
+    for entry in report.search_paths:
+        if entry.severity != "error":
+            log.warning(entry.describe())
+    if build_paths:
+        problems.append(f"{len(build_paths)} search path(s) naming the build folder:")
+        problems.extend(f"  {entry.describe()}" for entry in build_paths)
+        hints.append(BUILD_PATH_HINT)
+
     if problems:
         raise CheckError(
             "the bundle is less portable than required:\n" + "\n".join(problems),
-            hint="Build on an older base (a manylinux image), pin a wheel built for an older "
-            "glibc, raise `max-glibc`, or set `external-libs: warn` when every target "
-            "has those libraries",
+            hint="; ".join(hints),
         )
     limit = f" (max-glibc {format_version(max_glibc)})" if max_glibc else ""
     log.info(f"glibc baseline: {report.glibc_baseline_text}{limit}")

@@ -99,3 +99,19 @@ def map_owners(
         relative = runtime_prefix.relative_to(root).as_posix()
         prefix = "" if relative == "." else relative
     return Owners(by_path=by_path, runtime_prefix=prefix)
+
+
+def distributions_in(site_packages: Path) -> tuple[Distribution, ...]:
+    """The distributions installed directly in `site_packages`, sorted by name.
+
+    Unlike `find_distributions`, dist-info folders vendored inside a package
+    (setuptools/_vendor/jaraco...dist-info) are not installed distributions.
+    """
+    found = []
+    for record in sorted(site_packages.glob("*.dist-info/RECORD")):
+        dist_info = record.parent
+        name, version = _name_and_version(dist_info)
+        entries = _record_entries(dist_info)
+        files = tuple(_relative_to_root(entries, site_packages, site_packages))
+        found.append(Distribution(name, version, dist_info, tuple(entries), files))
+    return tuple(sorted(found, key=lambda d: d.name.lower()))

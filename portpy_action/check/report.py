@@ -73,9 +73,54 @@ class ExternalLib:
     soname: str
     path: str
     distribution: str
+    # A bundle file of that name the loader does not search for `path`; "" when none.
+    in_bundle: str = ""
+
+    def describe(self, policy: str) -> str:
+        text = f"{self.path} (from {self.distribution}) links {self.soname}, which is "
+        if self.in_bundle:
+            return text + (
+                f"not on the {policy} allow-list and not where the loader looks for it: "
+                f"the bundle has {self.in_bundle}, but no RPATH/RUNPATH of this file's "
+                "loading chain leads there"
+            )
+        return text + f"neither in the bundle nor on the {policy} allow-list"
 
     def to_dict(self) -> dict[str, str]:
-        return {"soname": self.soname, "path": self.path, "distribution": self.distribution}
+        return {
+            "soname": self.soname,
+            "path": self.path,
+            "distribution": self.distribution,
+            "in_bundle": self.in_bundle,
+        }
+
+
+SEARCH_PATH_SEVERITIES = ("warning", "error")
+
+
+@dataclass(frozen=True)
+class SearchPathEntry:
+    """An RPATH/RUNPATH entry that sends the loader outside the bundle."""
+
+    path: str  # the file that carries it
+    distribution: str
+    tag: str  # RPATH or RUNPATH
+    entry: str  # as written in the file
+    severity: str  # one of SEARCH_PATH_SEVERITIES
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.path} (from {self.distribution}): {self.tag} `{self.entry}` {self.reason}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "path": self.path,
+            "distribution": self.distribution,
+            "tag": self.tag,
+            "entry": self.entry,
+            "severity": self.severity,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -85,6 +130,7 @@ class PortabilityReport:
     external_libs: tuple[ExternalLib, ...]
     policy: str  # the manylinux policy whose allow-list decided `external_libs`
     unreadable: tuple[str, ...] = ()  # files with ELF magic pyelftools could not read
+    search_paths: tuple[SearchPathEntry, ...] = ()  # entries leading outside the bundle
 
     def newest(self, family: str) -> tuple[SymbolNeed, FileNeeds] | None:
         """The bundle's newest need of `family` and the first file that has it."""
@@ -114,6 +160,7 @@ class PortabilityReport:
             "external_libs": [lib.to_dict() for lib in self.external_libs],
             "files": [file.to_dict() for file in self.files],
             "unreadable": list(self.unreadable),
+            "search_paths": [entry.to_dict() for entry in self.search_paths],
         }
 
 
@@ -150,4 +197,7 @@ def format_report_table(report: PortabilityReport) -> str:
         )
     else:
         lines.append("external libraries: none")
+    if report.search_paths:
+        lines.append("search paths outside the bundle:")
+        lines.extend(f"  {entry.severity}: {entry.describe()}" for entry in report.search_paths)
     return "\n".join(lines)

@@ -1,20 +1,21 @@
 """Scanning a bundle folder: every ELF file, what it needs, and who brought it.
 
-A library counts as inside the bundle when the dynamic linker would find it there:
-in the file's RUNPATH (or RPATH when there is no RUNPATH) with `$ORIGIN` expanded,
-or in the runtime's `lib/` (the interpreter's own RPATH, which glibc applies to every
-library the process loads). Symbol versions count only when they come from a
-library outside the bundle: those are what the target machine has to provide.
+A library counts as inside the bundle when the dynamic loader would find it there,
+following glibc's rules for how each file gets loaded (`loader`). Symbol versions
+count only when they come from a library outside the bundle: those are what the
+target machine has to provide. External libraries are judged once, with the
+manylinux policy the caller picked from `max-glibc`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from portpy_action.check.elf import ElfInfo, ElfReadError, is_elf, read_elf
 from portpy_action.check.layout import find_runtimes
+from portpy_action.check.loader import BundleLoader
 from portpy_action.check.owners import Owners, find_distributions, map_owners
 from portpy_action.check.policy import (
     ManylinuxPolicy,
@@ -27,8 +28,7 @@ from portpy_action.check.report import (
     PortabilityReport,
     SymbolNeed,
 )
-
-_ORIGIN_TOKENS = ("${ORIGIN}", "$ORIGIN")
+from portpy_action.check.searchpaths import search_path_entries
 
 
 def iter_elf_files(root: Path) -> Iterator[Path]:
@@ -41,31 +41,7 @@ def iter_elf_files(root: Path) -> Iterator[Path]:
                 yield path
 
 
-def search_dirs(info: ElfInfo, origin: Path, runtime_lib: Path | None) -> list[Path]:
-    """Where the dynamic linker looks for this file's libraries, bundle-wise."""
-    # glibc ignores DT_RPATH when DT_RUNPATH is present.
-    entries = info.runpath or info.rpath
-    dirs = []
-    for entry in entries:
-        for token in _ORIGIN_TOKENS:
-            entry = entry.replace(token, str(origin))
-        dirs.append(Path(os.path.normpath(entry)))
-    if runtime_lib is not None:
-        dirs.append(runtime_lib)
-    return dirs
-
-
-def _inside(path: Path, real_root: Path) -> bool:
-    return path.resolve().is_relative_to(real_root)
-
-
-def _resolves_inside(soname: str, dirs: list[Path], real_root: Path) -> bool:
-    if "/" in soname:  # a path, not a name: never portable
-        return False
-    return any((d / soname).exists() and _inside(d / soname, real_root) for d in dirs)
-
-
-def _newest_needs(info: ElfInfo, outside: set[str]) -> tuple[SymbolNeed, ...]:
+def _newest_needs(info: ElfInfo, outside: frozenset[str]) -> tuple[SymbolNeed, ...]:
     newest: dict[str, SymbolNeed] = {}
     for need in info.version_needs:
         if need.library not in outside:
@@ -81,65 +57,101 @@ def _newest_needs(info: ElfInfo, outside: set[str]) -> tuple[SymbolNeed, ...]:
     return tuple(newest[family] for family in sorted(newest))
 
 
-def file_needs(
-    path: Path, info: ElfInfo, *, root: Path, runtime_lib: Path | None, owners: Owners
-) -> FileNeeds:
-    real_root = root.resolve()
-    dirs = search_dirs(info, path.parent, runtime_lib)
-    libraries = set(info.needed) | {need.library for need in info.version_needs}
-    outside = {lib for lib in libraries if not _resolves_inside(lib, dirs, real_root)}
-    unresolved = tuple(lib for lib in info.needed if lib in outside)
-    relative = path.relative_to(root).as_posix()
+def file_needs(path: str, info: ElfInfo, outside: frozenset[str], *, owners: Owners) -> FileNeeds:
+    """`path`'s needs; `outside` names the libraries the loader leaves to the target."""
     return FileNeeds(
-        path=relative,
-        distribution=owners.owner(relative),
+        path=path,
+        distribution=owners.owner(path),
         arch=info.arch,
         needed=info.needed,
-        unresolved=unresolved,
+        unresolved=tuple(lib for lib in info.needed if lib in outside),
         newest=_newest_needs(info, outside),
     )
 
 
-def external_libs(files: tuple[FileNeeds, ...], policy: ManylinuxPolicy) -> tuple[ExternalLib, ...]:
-    """Libraries that come from neither the bundle nor `policy`'s allow-list."""
+def external_libs(
+    files: tuple[FileNeeds, ...],
+    policy: ManylinuxPolicy,
+    *,
+    in_bundle: Mapping[str, str] | None = None,
+) -> tuple[ExternalLib, ...]:
+    """Libraries that come from neither the bundle nor `policy`'s allow-list.
+
+    `in_bundle` maps a library name to a bundle file of that name, for the message.
+    """
+    known = in_bundle or {}
     return tuple(
-        ExternalLib(soname=lib, path=file.path, distribution=file.distribution)
+        ExternalLib(
+            soname=lib, path=file.path, distribution=file.distribution, in_bundle=known.get(lib, "")
+        )
         for file in files
         for lib in file.unresolved
         if not policy.allows_library(lib)
     )
 
 
-def scan_bundle(root: Path, *, policy: ManylinuxPolicy | None = None) -> PortabilityReport:
+def _names_in_bundle(files: Mapping[str, ElfInfo]) -> dict[str, str]:
+    """Library name (file name or DT_SONAME) -> the first bundle file that has it."""
+    names: dict[str, str] = {}
+    for path in sorted(files):
+        for name in (Path(path).name, files[path].soname):
+            if name:
+                names.setdefault(name, path)
+    return names
+
+
+def _bundle_path(path: Path | None, root: Path) -> str | None:
+    """`path` relative to `root` once symlinks are resolved; None when it lies outside."""
+    if path is None:
+        return None
+    real, real_root = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    return real.relative_to(real_root).as_posix() if real.is_relative_to(real_root) else None
+
+
+def _read_all(root: Path) -> tuple[dict[str, ElfInfo], list[str]]:
+    infos: dict[str, ElfInfo] = {}
+    unreadable: list[str] = []
+    for path in iter_elf_files(root):
+        relative = path.relative_to(root).as_posix()
+        try:
+            info = read_elf(path)
+        except ElfReadError:
+            unreadable.append(relative)
+            continue
+        if info is not None:
+            infos[relative] = info
+    return infos, unreadable
+
+
+def scan_bundle(
+    root: Path,
+    *,
+    policy: ManylinuxPolicy | None = None,
+    build_dirs: Sequence[Path] = (),
+) -> PortabilityReport:
     """Scan every ELF file under `root`, a bundle folder (or a bare runtime prefix).
 
-    External libraries are judged by `policy`'s allow-list; by default the newest
-    manylinux policy's (`enforce_policy` re-judges them for the chosen `max-glibc`).
+    External libraries are judged by `policy`'s allow-list: pass
+    `policy_for_glibc(max_glibc)`, the one `enforce_policy` holds the report to
+    (by default the newest manylinux policy). An RPATH/RUNPATH entry naming one of
+    `build_dirs` is an error in the report.
     """
     root = Path(os.path.abspath(root))
     policy = policy or policy_for_glibc(None)
     runtimes = find_runtimes(root)
-    prefix = runtimes[0][0] if len(runtimes) == 1 else None
-    runtime_lib = prefix / "lib" if prefix is not None else None
+    prefix, interpreter = runtimes[0] if len(runtimes) == 1 else (None, None)
     owners = map_owners(root, find_distributions(root), prefix)
 
-    files: list[FileNeeds] = []
-    unreadable: list[str] = []
-    for path in iter_elf_files(root):
-        try:
-            info = read_elf(path)
-        except ElfReadError:
-            unreadable.append(path.relative_to(root).as_posix())
-            continue
-        if info is not None:
-            files.append(file_needs(path, info, root=root, runtime_lib=runtime_lib, owners=owners))
-
-    scanned = tuple(files)
+    infos, unreadable = _read_all(root)
+    loader = BundleLoader(root, infos, interpreter=_bundle_path(interpreter, root))
+    outside = loader.resolve()
+    scanned = tuple(file_needs(path, infos[path], outside[path], owners=owners) for path in infos)
     glibc_versions = [file.glibc for file in scanned if file.glibc]
     return PortabilityReport(
         files=scanned,
         glibc_baseline=max(glibc_versions) if glibc_versions else None,
-        external_libs=external_libs(scanned, policy),
+        external_libs=external_libs(scanned, policy, in_bundle=_names_in_bundle(infos)),
         policy=policy.name,
         unreadable=tuple(unreadable),
+        search_paths=tuple(search_path_entries(root, infos, owners, build_dirs=build_dirs)),
     )

@@ -2,13 +2,19 @@
 
 The archive is unpacked into a fresh temporary folder and its interpreter started
 isolated (`-I`: no PYTHON* variables, no user site). It reports where it thinks it
-lives — `sys.prefix` and every `sys.path` entry must be inside the unpacked copy —
-and imports the top-level modules of every installed distribution, `_private`
-ones included: those are often the compiled half of a package (`_cffi_backend`),
-exactly where a missing library shows. Where the process may (root, and a kernel
-that allows mount namespaces), the build folder and the source runtime are hidden
-under empty tmpfs mounts for the run, so a path leaking back to them fails here
-instead of on the target.
+lives (`sys.prefix` and every `sys.path` entry must be inside the unpacked copy)
+and imports the top-level modules of every distribution installed in its
+site-packages, `_private` ones included: those are often the compiled half of a
+package (`_cffi_backend`), exactly where a missing library shows. A
+`smoke-command` then runs from the same copy and must exit 0.
+
+Where the process may (root or a user namespace), both run inside a target-like
+root (check/targetroot.py): glibc and the manylinux allow-list only, so a library
+the build machine has and the target lacks fails here, `ctypes` loads included.
+Elsewhere the run falls back to the moved copy on the build machine, with the
+build folder hidden under empty tmpfs mounts where a mount namespace is allowed,
+and says so in a notice. Each failed import is judged by check/failures.py; only
+errors (a library that cannot be loaded, a path into the build folder) fail.
 """
 
 from __future__ import annotations
@@ -18,39 +24,65 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from portpy_action.archives import unpack
+from portpy_action.check.failures import ERROR, NOTICE, ImportFailure, classify, library_in
 from portpy_action.check.layout import BundleLayout, find_layout
-from portpy_action.check.owners import Distribution, find_distributions
+from portpy_action.check.owners import Distribution, distributions_in
+from portpy_action.check.policy import policy_for_glibc
+from portpy_action.check.targetroot import (
+    ENTER_FAILED,
+    MOUNT_POINT,
+    ROOT_PATH,
+    TargetRoot,
+    target_root,
+    target_root_available,
+)
 from portpy_action.childenv import child_environ
 from portpy_action.errors import CheckError
 from portpy_action.log import Logger
 
 IMPORT_TIMEOUT = 600  # seconds for the whole run; a GUI toolkit waiting for a display hangs
 
-# Variables that would let the run find libraries the target does not have.
-_LEAKY_ENV = ("LD_LIBRARY_PATH", "LD_PRELOAD", "LD_AUDIT")
+# Variables that would let the run find libraries or modules the target does not have.
+_LEAKY_ENV = ("LD_LIBRARY_PATH", "LD_PRELOAD", "LD_AUDIT", "PYTHONHOME", "PYTHONPATH")
+
+TARGET_ROOT = "target-root"  # inside a root holding glibc and the allow-list only
+MOVED_COPY = "moved-copy"  # on the build machine, from the unpacked copy
+MODES = ("auto", TARGET_ROOT, MOVED_COPY)
 
 # Runs inside the bundled interpreter. One JSON record per line into argv[1], written
-# as it goes, so a crash mid-import still tells which module was being imported.
+# as it goes, so a crash mid-import still tells which module was being imported. For an
+# ImportError caused by a ModuleNotFoundError (packages often re-raise it with advice,
+# e.g. blackd without aiohttp) it notes the missing module and whether it is in the bundle.
 PROBE = r"""
-import importlib, json, sys, traceback
+import importlib, importlib.util, json, sys, traceback
 out = open(sys.argv[1], "w", buffering=1)
 def emit(**record):
     out.write(json.dumps(record) + "\n")
+def present(name):
+    try:
+        return importlib.util.find_spec(name.partition(".")[0]) is not None
+    except BaseException:
+        return None
 emit(kind="python", version=sys.version.split()[0], prefix=sys.prefix,
      exec_prefix=sys.exec_prefix, executable=sys.executable, path=sys.path)
 for name in json.loads(sys.argv[2]):
     emit(kind="start", module=name)
     try:
         importlib.import_module(name)
-    except BaseException:
-        emit(kind="failed", module=name, traceback=traceback.format_exc())
+    except BaseException as exc:
+        missing, cause = None, exc
+        while isinstance(exc, ImportError) and cause is not None and missing is None:
+            missing = cause.name if isinstance(cause, ModuleNotFoundError) else None
+            cause = cause.__cause__ or cause.__context__
+        emit(kind="failed", module=name, error=type(exc).__name__, missing=missing,
+             present=present(missing) if missing else None, traceback=traceback.format_exc())
     else:
         emit(kind="imported", module=name)
 """
@@ -63,6 +95,8 @@ HIDE_SCRIPT = (
     'done; shift; exec "$@"'
 )
 _HIDE_FAILED = 97
+# Inside the root: change to the folder in $1, then run the rest.
+_CD_SCRIPT = 'cd "$1" || exit 97; shift; exec "$@"'
 
 
 @dataclass(frozen=True)
@@ -73,6 +107,10 @@ class SmokeResult:
     skipped: tuple[str, ...]
     hidden: tuple[str, ...]  # paths hidden during the run
     isolated: bool  # whether hiding was possible at all
+    mode: str = MOVED_COPY  # TARGET_ROOT or MOVED_COPY: where the run happened
+    policy: str | None = None  # the manylinux policy the target-like root was made for
+    failures: tuple[ImportFailure, ...] = ()  # warnings and notices (errors raise)
+    command: tuple[str, ...] = ()  # the smoke command that exited 0, if any
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +120,10 @@ class SmokeResult:
             "skipped": list(self.skipped),
             "hidden": list(self.hidden),
             "isolated": self.isolated,
+            "mode": self.mode,
+            "policy": self.policy,
+            "failures": [f.to_dict() for f in self.failures],
+            "command": list(self.command),
         }
 
 
@@ -120,12 +162,35 @@ def top_level_modules(dist: Distribution) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+_MODULE_SUFFIXES = (".py", ".pyc", ".so")
+
+
+def importable_here(site_packages: Path, name: str) -> bool:
+    """A package folder or module file called `name` is in `site_packages`.
+
+    `top_level.txt` may list names no file provides (pynacl's `_sodium` lives
+    inside `nacl/`); importing those would only fail.
+    """
+    if (site_packages / name).is_dir():
+        return True
+    return any(
+        path.name.split(".", 1)[0] == name and path.suffix in _MODULE_SUFFIXES
+        for path in site_packages.glob(f"{name}.*")
+    )
+
+
+def site_packages_dirs(prefix: Path) -> list[Path]:
+    return sorted(p for p in prefix.glob("lib/python3*/site-packages") if p.is_dir())
+
+
 def modules_to_import(prefix: Path) -> list[tuple[str, str]]:
-    """(module, distribution) for every installed distribution in the runtime."""
+    """(module, distribution) for every distribution installed in the runtime's site-packages."""
     pairs: dict[str, str] = {}
-    for dist in find_distributions(prefix):
-        for module in top_level_modules(dist):
-            pairs.setdefault(module, dist.name)
+    for site in site_packages_dirs(prefix):
+        for dist in distributions_in(site):
+            for module in top_level_modules(dist):
+                if importable_here(site, module):
+                    pairs.setdefault(module, dist.name)
     return sorted(pairs.items())
 
 
@@ -156,6 +221,85 @@ def _paths_to_hide(hide: Iterable[Path], keep: Path, log: Logger) -> list[Path]:
     return chosen
 
 
+# -- where it runs -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Place:
+    """How to start a process for the run, and how to read the paths it reports."""
+
+    mode: str
+    workdir: Path
+    root: TargetRoot | None = None
+    hidden: tuple[Path, ...] = ()
+
+    def seen(self, path: Path) -> str:
+        """`path` (inside the work folder) as the running process sees it."""
+        if self.root is None:
+            return str(path)
+        return f"{MOUNT_POINT}/{path.relative_to(self.workdir).as_posix()}"
+
+    def host(self, seen: str) -> Path | None:
+        """A path the process reported, on this machine; None when it lies outside the work folder."""
+        if self.root is None:
+            return Path(seen)
+        if seen == MOUNT_POINT or seen.startswith(MOUNT_POINT + "/"):
+            return self.workdir / seen[len(MOUNT_POINT) :].lstrip("/")
+        return None
+
+    def command(
+        self, argv: Sequence[str], cwd: Path, extra_env: Mapping[str, str]
+    ) -> tuple[list[str], dict[str, str]]:
+        env = {k: v for k, v in child_environ().items() if k not in _LEAKY_ENV} | dict(extra_env)
+        if self.root is not None:
+            env |= {"PATH": ROOT_PATH, "TMPDIR": "/tmp"}
+            inner = ["/bin/sh", "-c", _CD_SCRIPT, "portpy-cd", self.seen(cwd), *argv]
+            return self.root.command(self.workdir, inner), env
+        if self.hidden:
+            unshare = ["unshare", "--mount", "--propagation", "private"]
+            hider = ["/bin/sh", "-c", HIDE_SCRIPT, "portpy-hide", *map(str, self.hidden), "--"]
+            return [*unshare, *hider, *argv], env
+        return list(argv), env
+
+
+def _choose_place(
+    layout: BundleLayout,
+    *,
+    workdir: Path,
+    unpacked: Path,
+    mode: str,
+    max_glibc: tuple[int, int] | None,
+    hide: Sequence[Path],
+    log: Logger,
+) -> _Place:
+    if mode not in MODES:
+        raise ValueError(f"unknown smoke test mode {mode!r}")
+    if mode != MOVED_COPY:
+        root = (
+            target_root(policy_for_glibc(max_glibc), layout.interpreter)
+            if (target_root_available())
+            else None
+        )
+        if root is not None:
+            # Nothing outside the root is visible; the hidden folders are named for the record.
+            hidden = tuple(p.resolve() for p in hide if p.resolve().is_dir())
+            return _Place(TARGET_ROOT, workdir, root=root, hidden=hidden)
+        if mode == TARGET_ROOT:
+            raise CheckError("smoke test: a target-like root cannot be entered here")
+        log.notice(
+            "smoke test: no target-like root here (it needs root or a user namespace, "
+            "unshare and chroot): running from a moved copy on the build machine, "
+            "whose libraries the target may not have"
+        )
+    hidden_paths: list[Path] = []
+    if hide:
+        if hiding_available():
+            hidden_paths = _paths_to_hide(hide, unpacked.resolve(), log)
+        else:
+            log.notice("smoke test: the build folder stays visible (hiding needs root and unshare)")
+    return _Place(MOVED_COPY, workdir, hidden=tuple(hidden_paths))
+
+
 # -- running -----------------------------------------------------------------------
 
 
@@ -171,13 +315,59 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _outside(paths: Iterable[str], root: Path) -> list[str]:
+def _outside(paths: Iterable[str], root: Path, to_host: Callable[[str], Path | None]) -> list[str]:
     real_root = root.resolve()
-    return [p for p in paths if p and not Path(p).resolve().is_relative_to(real_root)]
+    outside = []
+    for path in paths:
+        host = to_host(path) if path else None
+        if path and (host is None or not host.resolve().is_relative_to(real_root)):
+            outside.append(path)
+    return outside
 
 
 def _tail(text: str, lines: int = 30) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _run(
+    place: _Place, argv: Sequence[str], cwd: Path, extra_env: Mapping[str, str] | None = None
+) -> tuple[int | None, str, str]:
+    """(exit status or None on timeout, stdout, stderr)."""
+    command, env = place.command(argv, cwd, extra_env or {})
+    try:
+        done = subprocess.run(
+            command,
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=IMPORT_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+
+        def text(value: object) -> str:
+            return value.decode(errors="replace") if isinstance(value, bytes) else ""
+
+        return None, text(exc.stdout), text(exc.stderr)
+    if done.returncode == ENTER_FAILED and place.mode == TARGET_ROOT:
+        raise CheckError(f"smoke test: could not enter the target-like root: {_tail(done.stderr)}")
+    if done.returncode == _HIDE_FAILED and place.hidden:
+        raise CheckError(f"smoke test: could not hide the build folder: {_tail(done.stderr)}")
+    return done.returncode, done.stdout, done.stderr
+
+
+def smoke_command_argv(layout: BundleLayout, words: Sequence[str]) -> list[Path | str]:
+    """`run ARGS` calls the bundle's launcher; anything else goes to its interpreter."""
+    if words and words[0] == "run":
+        launcher = layout.root / "run"
+        if not launcher.is_file():
+            raise CheckError(
+                "the smoke command starts with `run`, but the bundle has no `run` launcher",
+                hint='Give interpreter arguments instead, e.g. -c "import app.main"',
+            )
+        return [launcher, *words[1:]]
+    return [layout.interpreter, *words]
 
 
 def run_smoke(
@@ -188,45 +378,31 @@ def run_smoke(
     skip_imports: Sequence[str] = (),
     log: Logger,
     hide: Sequence[Path] = (),
+    max_glibc: tuple[int, int] | None = None,
+    command: Sequence[str] = (),
+    mode: str = "auto",
 ) -> SmokeResult:
-    """Run the interpreter of an unpacked bundle; raise CheckError on anything out of place."""
+    """Run the interpreter of an unpacked bundle; raise CheckError on anything out of place.
+
+    `mode` is "auto" (a target-like root where possible), TARGET_ROOT or MOVED_COPY.
+    """
     planned = modules_to_import(layout.prefix)
     skip = set(skip_imports)
     modules = [module for module, _ in planned if module not in skip]
     owners = dict(planned)
     results = workdir / "smoke-results.jsonl"
+    place = _choose_place(
+        layout,
+        workdir=workdir,
+        unpacked=unpacked,
+        mode=mode,
+        max_glibc=max_glibc,
+        hide=hide,
+        log=log,
+    )
 
-    command = [str(layout.interpreter), "-I", "-c", PROBE, str(results), json.dumps(modules)]
-    hidden: list[Path] = []
-    isolated = False
-    if hide:
-        isolated = hiding_available()
-        if isolated:
-            hidden = _paths_to_hide(hide, unpacked.resolve(), log)
-            if hidden:
-                unshare = ["unshare", "--mount", "--propagation", "private"]
-                hider = ["/bin/sh", "-c", HIDE_SCRIPT, "portpy-hide", *map(str, hidden), "--"]
-                command = [*unshare, *hider, *command]
-        else:
-            log.notice("smoke test: the build folder stays visible (hiding needs root and unshare)")
-
-    env = {k: v for k, v in child_environ().items() if k not in _LEAKY_ENV}
-    try:
-        done = subprocess.run(
-            command,
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=IMPORT_TIMEOUT,
-            check=False,
-        )
-        returncode, stderr = done.returncode, done.stderr
-    except subprocess.TimeoutExpired as exc:
-        returncode, stderr = None, exc.stderr.decode() if isinstance(exc.stderr, bytes) else ""
-
-    if returncode == _HIDE_FAILED and hidden:
-        raise CheckError(f"smoke test: could not hide the build folder: {_tail(stderr)}")
+    probe = [place.seen(layout.interpreter), "-I", "-c", PROBE, place.seen(results)]
+    returncode, _, stderr = _run(place, [*probe, json.dumps(modules)], workdir)
     records = _read_records(results)
     python = next((r for r in records if r["kind"] == "python"), None)
     if python is None:
@@ -236,13 +412,14 @@ def run_smoke(
             hint="A library it needs may be missing from the bundle",
         )
 
-    problems = _place_problems(python, unpacked)
-    failed = [r for r in records if r["kind"] == "failed"]
-    problems += [
-        f"importing `{r['module']}` (from {owners.get(r['module'], '?')}) failed:\n"
-        + r["traceback"].rstrip()
-        for r in failed
+    problems = _place_problems(python, unpacked, place)
+    build_paths = [str(p) for p in hide] + [str(p) for p in place.hidden]
+    judged = [
+        classify(r, distribution=owners.get(r["module"], "?"), build_paths=build_paths)
+        for r in records
+        if r["kind"] == "failed"
     ]
+    problems += [f.describe() for f in judged if f.level == ERROR]
     finished = {r["module"] for r in records if r["kind"] in ("imported", "failed")}
     unfinished = [
         r["module"] for r in records if r["kind"] == "start" and r["module"] not in finished
@@ -256,33 +433,82 @@ def run_smoke(
     if problems:
         raise CheckError(
             "the moved bundle failed its smoke test:\n" + "\n".join(problems),
-            hint="Fix the package, or list modules that need a display or hardware in "
-            "`smoke-skip-imports`",
+            hint=_hint(judged),
         )
+    for failure in judged:
+        if failure.level == NOTICE:
+            log.notice(f"smoke test: {failure.describe()}")
+        else:
+            log.warning(f"smoke test: {_tail(failure.describe(), 15)}")
+
+    if command:
+        _run_command(layout, place, command)
 
     imported = tuple(r["module"] for r in records if r["kind"] == "imported")
+    where = "a target-like root" if place.root else "a moved copy"
     log.info(
-        f"smoke test: Python {python['version']} from a moved copy imported "
-        f"{len(imported)} modules" + (f", hid {len(hidden)} folder(s)" if hidden else "")
+        f"smoke test: Python {python['version']} from {where} imported "
+        f"{len(imported)} modules"
+        + (f", {len(judged)} with a warning or notice" if judged else "")
+        + (", ran the smoke command" if command else "")
+        + (f", hid {len(place.hidden)} folder(s)" if place.hidden else "")
     )
+    prefix = place.host(str(python["prefix"]))
+    assert prefix is not None  # checked by _place_problems
     return SmokeResult(
         python_version=str(python["version"]),
-        prefix=Path(python["prefix"]).resolve().relative_to(unpacked.resolve()).as_posix(),
+        prefix=prefix.resolve().relative_to(unpacked.resolve()).as_posix(),
         imported=imported,
         skipped=tuple(sorted(skip & set(owners))),
-        hidden=tuple(map(str, hidden)),
-        isolated=isolated,
+        hidden=tuple(map(str, place.hidden)),
+        isolated=place.root is not None or bool(place.hidden),
+        mode=place.mode,
+        policy=place.root.policy if place.root else None,
+        failures=tuple(judged),
+        command=tuple(command),
     )
 
 
-def _place_problems(python: dict[str, Any], unpacked: Path) -> list[str]:
+def _hint(judged: Sequence[ImportFailure]) -> str:
+    if any(f.level == ERROR and f.library for f in judged):
+        return (
+            "A library the target may not have: vendor it into the bundle, install it on "
+            "the target, or use a wheel that carries it"
+        )
+    return (
+        "Fix the package, or list modules that need a display or hardware in `smoke-skip-imports`"
+    )
+
+
+def _run_command(layout: BundleLayout, place: _Place, command: Sequence[str]) -> None:
+    """The smoke command, started like `run` starts the interpreter: from the bundle's top
+    folder, `app/` on the import path, no PYTHONHOME."""
+    argv = [
+        place.seen(p) if isinstance(p, Path) else p for p in smoke_command_argv(layout, command)
+    ]
+    app = {"PYTHONPATH": place.seen(layout.root / "app")}
+    returncode, stdout, stderr = _run(place, argv, layout.root, app)
+    if returncode == 0:
+        return
+    output = _tail(stdout + "\n" + stderr)
+    how = "timed out" if returncode is None else f"exited with status {returncode}"
+    library = library_in(output)
+    raise CheckError(
+        f"the smoke command `{' '.join(command)}` {how}:\n{output}",
+        hint=f"It cannot load `{library}`: vendor it, or install it on the target"
+        if library
+        else "Run the same command from the unpacked archive to see why",
+    )
+
+
+def _place_problems(python: dict[str, Any], unpacked: Path, place: _Place) -> list[str]:
     problems = []
     for key in ("prefix", "exec_prefix", "executable"):
-        if _outside([python[key]], unpacked):
+        if _outside([python[key]], unpacked, place.host):
             problems.append(f"sys.{key} is {python[key]}, outside the unpacked bundle")
     problems += [
         f"sys.path entry {entry} lies outside the unpacked bundle"
-        for entry in _outside(python["path"], unpacked)
+        for entry in _outside(python["path"], unpacked, place.host)
     ]
     return problems
 
@@ -304,6 +530,9 @@ def smoke_test(
     skip_imports: Sequence[str] = (),
     log: Logger,
     hide: Sequence[Path] = (),
+    max_glibc: tuple[int, int] | None = None,
+    command: Sequence[str] = (),
+    mode: str = "auto",
 ) -> SmokeResult:
     """Unpack `archive` to a fresh folder and run it from there (see the module doc)."""
     with unpacked_bundle(archive, purpose="smoke") as (workdir, unpacked, layout):
@@ -314,4 +543,7 @@ def smoke_test(
             skip_imports=skip_imports,
             log=log,
             hide=hide,
+            max_glibc=max_glibc,
+            command=command,
+            mode=mode,
         )

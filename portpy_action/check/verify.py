@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from portpy_action.bundle.install import site_packages
+from portpy_action.bundle.manifest import SmokeSettings, read_smoke_settings
+from portpy_action.bundle.sbom import SBOM_NAME, check_sbom
 from portpy_action.check.enforce import enforce_policy
+from portpy_action.check.policy import policy_for_glibc
 from portpy_action.check.report import PortabilityReport
 from portpy_action.check.scan import scan_bundle
 from portpy_action.check.smoke import SmokeResult, run_smoke, unpacked_bundle
@@ -43,12 +47,17 @@ def verify_archive(
     *,
     max_glibc: tuple[int, int] | None,
     external_libs: str,
-    skip_imports: Sequence[str] = (),
+    skip_imports: Sequence[str] | None = None,
     log: Logger,
     smoke: bool = True,
     hide: Sequence[Path] = (),
+    smoke_command: Sequence[str] | None = None,
 ) -> VerifyResult:
-    """Scan, judge and (unless `smoke` is False) run `archive`; raise CheckError on failure."""
+    """Scan, judge and (unless `smoke` is False) run `archive`; raise CheckError on failure.
+
+    `skip_imports` and `smoke_command` left as None take what the bundle's manifest
+    recorded at build time, so `verify` runs the smoke test the build ran.
+    """
     # The unpacked copy lives until the end; only unpacking it is timed as its stage.
     with ExitStack() as stack:
         with log.stage("unpack", f"Unpack {archive.name}"):
@@ -56,14 +65,27 @@ def verify_archive(
                 unpacked_bundle(archive, purpose="verify")
             )
             log.info(f"  runtime: {layout.prefix.relative_to(unpacked).as_posix()}")
+        sbom = layout.root / SBOM_NAME
+        if sbom.is_file():
+            # Only this tool's bundles carry one; raw pbs and hand-made archives do not.
+            with log.stage("sbom", f"Compare {SBOM_NAME} with what is installed"):
+                listed = check_sbom(sbom, site_packages(layout.prefix), layout.root)
+                log.info(f"  {listed} distributions, as the SBOM lists them")
         with log.stage("scan", "Measure the glibc baseline and external libraries"):
-            report = scan_bundle(layout.root)
+            report = scan_bundle(layout.root, policy=policy_for_glibc(max_glibc))
             log.info(
                 f"  {len(report.files)} ELF files, glibc baseline {report.glibc_baseline_text}"
             )
             enforce_policy(report, max_glibc=max_glibc, external_libs=external_libs, log=log)
         result: SmokeResult | None = None
         if smoke:
+            recorded = read_smoke_settings(layout.root) or SmokeSettings()
+            if skip_imports is None:
+                skip_imports = recorded.skip_imports
+                if skip_imports:
+                    log.info(f"  smoke test skips (as recorded): {', '.join(skip_imports)}")
+            if smoke_command is None:
+                smoke_command = recorded.command
             with log.stage("smoke", "Run the bundle from a moved copy"):
                 result = run_smoke(
                     layout,
@@ -72,6 +94,8 @@ def verify_archive(
                     skip_imports=skip_imports,
                     log=log,
                     hide=hide,
+                    max_glibc=max_glibc,
+                    command=smoke_command,
                 )
         return VerifyResult(
             archive=archive,

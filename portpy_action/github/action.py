@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Mapping
 from pathlib import Path
 
-from portpy_action.errors import InputError, PortpyError, exit_code
+from portpy_action.errors import InputError, PortpyError, disk_full, exit_code
 from portpy_action.github.artifacts import RunContext, UploadedArtifact, upload_artifact
 from portpy_action.github.releases import ReleaseAsset, ReleasesAPI, attach, release_holds
 from portpy_action.github.summary import (
@@ -34,6 +34,7 @@ from portpy_action.github.workflow import (
     write_outputs,
 )
 from portpy_action.log import Logger
+from portpy_action.signals import EXIT_TERMINATED, Terminated, sigterm_raises
 from portpy_action.spec import BuildSpec
 from portpy_action.urls import url_secrets
 
@@ -54,11 +55,23 @@ def main() -> int:
     for secret in url_secrets(os.environ.get(input_variable("python-mirror"), "")):
         log.mask(secret)
     try:
-        run(os.environ, log)
-    except PortpyError as exc:
-        log.error(str(exc), file=_annotation_path(exc.file, _workspace(os.environ)), line=exc.line)
-        return _failed(exc, exc.headline, exc.hint, log)
+        with sigterm_raises():
+            run(os.environ, log)
+    except Terminated:
+        log.error("terminated (SIGTERM): the job was cancelled or timed out")
+        return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        log.error("interrupted (SIGINT): the job was cancelled")
+        return 130
     except Exception as exc:
+        full = disk_full(exc)
+        if full is not None:
+            log.error(str(full))
+            return _failed(full, full.headline, full.hint, log)
+        if isinstance(exc, PortpyError):
+            path = _annotation_path(exc.file, _workspace(os.environ))
+            log.error(str(exc), file=path, line=exc.line)
+            return _failed(exc, exc.headline, exc.hint, log)
         # A bug: still one annotation, and the traceback (masked) for the report.
         log.info("".join(traceback.format_exception(exc)).rstrip())
         log.error(f"internal error: {type(exc).__name__}: {exc}")
@@ -128,6 +141,7 @@ def build_and_publish(
     spec: BuildSpec, env: Mapping[str, str], workspace: Path, log: Logger
 ) -> tuple[dict[str, str], BundleSummary]:
     from portpy_action.build import build
+    from portpy_action.bundle.install import check_requirements
 
     # Check what publishing needs before spending minutes on the build.
     if spec.attach_to_release:
@@ -138,10 +152,15 @@ def build_and_publish(
                 "is empty, but attach-to-release needs it",
                 hint="Keep the default `${{ github.token }}` and grant `permissions: contents: write`",
             )
+    if spec.requirements is not None:
+        # Here the requirements file is the repository's: it may not pull in the runner's files.
+        check_requirements(spec.requirements, inside=workspace)
     try:
         result = build(spec, log=log)
         artifact = _upload_artifact(spec, result.archive, env, log)
-        assets = _attach_to_release(spec, [result.archive, result.sha256_file], env, log)
+        assets = _attach_to_release(
+            spec, [result.archive, result.sha256_file, result.sbom_path], env, log
+        )
     finally:
         hand_to_owner([spec.output_dir, spec.runtime.cache_dir], workspace)
 
@@ -156,6 +175,7 @@ def build_and_publish(
         "target": result.release.target,
         "glibc-baseline": result.glibc_baseline or "",
         "manifest-path": _in_workspace(result.manifest_path, workspace),
+        "sbom-path": _in_workspace(result.sbom_path, workspace),
         "artifact-id": str(artifact.id) if artifact else "",
         "artifact-url": artifact.url if artifact else "",
         "release-asset-url": release_asset_url,

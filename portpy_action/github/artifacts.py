@@ -1,8 +1,7 @@
 """Workflow artifacts through the results service: the v4 protocol in Python.
 
-What `@actions/artifact` does for `upload-artifact` with `archive: false`
-(REFERENCE §4): the job's backend ids come from the runtime token's `scp`
-claim; `CreateArtifact` returns a signed blob URL; the file is streamed from
+What `@actions/artifact` does for `upload-artifact` with `archive: false`:
+the job's backend ids come from the runtime token's `scp` claim; `CreateArtifact` returns a signed blob URL; the file is streamed from
 disk to it as 8 MiB blocks and committed with a block list; `FinalizeArtifact`
 records its size and sha256. The runtime token goes only to the results
 service; blob storage is authorised by the signed URL alone.

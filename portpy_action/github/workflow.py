@@ -1,8 +1,8 @@
 """The runner's side of a step: inputs in, outputs and a summary out.
 
-Inputs arrive as `INPUT_<NAME>` variables (hyphens kept, see REFERENCE §3) and
-are read with actions-toolkit, which trims them. Outputs go to the
-`GITHUB_OUTPUT` file as heredoc records, the summary is markdown appended to
+Inputs arrive as `INPUT_<NAME>` variables (upper-cased, hyphens kept:
+`INPUT_PYTHON-VERSION`) and are read with actions-toolkit, which trims them.
+Outputs go to the `GITHUB_OUTPUT` file as heredoc records, the summary is markdown appended to
 `GITHUB_STEP_SUMMARY`. Files the action leaves in the workspace are handed to
 the workspace's owner, because the container runs as root and later steps on the
 host do not.

@@ -167,8 +167,9 @@ _PROBE = (
 
 def _probed(release: Release, python: Path) -> Release:
     """Fill in what an archive's name did not say by asking its interpreter."""
+    # -B: the interpreter may be the bundle's own; pycs it wrote would name the build folder.
     done = subprocess.run(
-        [str(python), "-I", "-c", _PROBE],
+        [str(python), "-I", "-B", "-c", _PROBE],
         env=child_environ(),
         capture_output=True,
         text=True,
@@ -179,5 +180,16 @@ def _probed(release: Release, python: Path) -> Release:
             f"the interpreter in {release.asset_name} does not run: {done.stderr.strip()[-500:]}",
             hint="python-archive must be a python-build-standalone install_only archive for this machine",
         )
-    facts = json.loads(done.stdout)
-    return replace(release, version=facts["version"], freethreaded=facts["freethreaded"])
+    try:
+        facts = json.loads(done.stdout)
+        version, freethreaded = facts["version"], facts["freethreaded"]
+    except (ValueError, TypeError, KeyError):
+        version, freethreaded = None, None
+    if not isinstance(version, str) or not isinstance(freethreaded, bool):
+        raise RuntimeFetchError(
+            f"the interpreter in {release.asset_name} did not answer what CPython it is "
+            f"(it printed {done.stdout.strip()[:200]!r})",
+            hint="python-archive must be a python-build-standalone install_only archive; "
+            "if it is, name it as pbs does (cpython-X.Y.Z+TAG-TARGET-install_only.tar.gz)",
+        )
+    return replace(release, version=version, freethreaded=freethreaded)

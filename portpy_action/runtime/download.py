@@ -15,12 +15,17 @@ import httpx
 
 from portpy_action import atomic
 from portpy_action.archives import sha256_file
-from portpy_action.errors import RuntimeFetchError
+from portpy_action.errors import RuntimeFetchError, writing_to
 from portpy_action.log import Logger, Progress
 from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
 from portpy_action.runtime.http import read_body
 from portpy_action.runtime.releases import Release
+from portpy_action.scratch import sweep
 from portpy_action.urls import redact_url
+
+# Partial downloads of pbs assets (all named `cpython-…`); a cache-dir chosen by
+# the user may hold other tools' partial files, which are not ours to remove.
+PARTIAL_PATTERN = ".cpython-*.partial"
 
 
 def cached_download(
@@ -42,7 +47,10 @@ def cached_download(
         log.warning(f"cached {path.name} does not match its sha256; downloading it again")
         path.unlink()
 
-    with atomic.staged(path) as (partial,):
+    # Partial downloads of runs that were killed hold no lock: remove them. They
+    # are not resumed: the next download starts clean and resumes only its own.
+    sweep(cache_dir, PARTIAL_PATTERN)
+    with writing_to(cache_dir), atomic.staged(path) as (partial,):
         log.info(f"downloading {redact_url(release.url)}")
         download(release.url, partial, client=client, log=log, retry=retry, sleep=sleep)
         actual = sha256_file(partial)

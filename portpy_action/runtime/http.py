@@ -311,8 +311,11 @@ def get_json(
         return response.status_code, None
     try:
         return response.status_code, response.json()
-    except ValueError as exc:
-        raise RuntimeFetchError(f"{redact_url(url)} did not answer JSON") from exc
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        raise RuntimeFetchError(
+            f"{redact_url(url)} did not answer JSON a GitHub API would send",
+            hint="Check GITHUB_API_URL; if it is right, try again later",
+        ) from exc
 
 
 def get_text(

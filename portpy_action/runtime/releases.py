@@ -171,8 +171,7 @@ def resolve_release(
         return _release(chosen, asset_url(request.mirror, tag, name), sums[name])
 
     release = _api_release(request, client, log, retry, sleep)
-    tag = str(release["tag_name"])
-    assets: dict[str, Mapping[str, Any]] = {str(a["name"]): a for a in release.get("assets", [])}
+    tag, assets = _release_assets(release, request.api_url)
     chosen = choose_asset(assets, request, tag, log)
     name = str(chosen)
     digest = _api_digest(assets[name])
@@ -182,8 +181,8 @@ def resolve_release(
         url = asset_url(request.mirror, tag, name)
     else:
         sums_asset = assets.get("SHA256SUMS")
-        sums_url = str(sums_asset["browser_download_url"]) if sums_asset else None
-        url = str(assets[name]["browser_download_url"])
+        sums_url = _download_url(sums_asset, request.api_url) if sums_asset else None
+        url = _download_url(assets[name], request.api_url)
 
     if sums_url is None:
         if digest is None:
@@ -217,6 +216,34 @@ def _release(asset: AssetName, url: str, sha256: str) -> Release:
     )
 
 
+def _malformed(api_url: str, what: str) -> RuntimeFetchError:
+    return RuntimeFetchError(
+        f"{api_url} answered a release without {what}",
+        hint="Check GITHUB_API_URL: it must be a GitHub REST API (or use `python-mirror` / "
+        "`python-archive`)",
+    )
+
+
+def _release_assets(release: Mapping[str, Any], api_url: str) -> tuple[str, dict[str, Any]]:
+    """The tag and the assets by name of an API release, checked for the fields used here."""
+    tag = release.get("tag_name")
+    if not isinstance(tag, str) or not tag:
+        raise _malformed(api_url, "a `tag_name`")
+    listed = release.get("assets", [])
+    if not isinstance(listed, list) or not all(
+        isinstance(a, dict) and isinstance(a.get("name"), str) for a in listed
+    ):
+        raise _malformed(api_url, "a list of named `assets`")
+    return tag, {a["name"]: a for a in listed}
+
+
+def _download_url(asset: Mapping[str, Any], api_url: str) -> str:
+    url = asset.get("browser_download_url")
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise _malformed(api_url, f"a `browser_download_url` for {asset.get('name')}")
+    return url
+
+
 def _api_digest(asset: Mapping[str, Any]) -> str | None:
     digest = asset.get("digest")
     if isinstance(digest, str) and digest.startswith("sha256:"):
@@ -235,7 +262,8 @@ def _api_release(
         status_list, recent = get_json(
             client, f"{releases}?per_page=10", log=log, policy=retry, sleep=sleep
         )
-        tags = [str(r["tag_name"]) for r in recent] if status_list == 200 and recent else []
+        listed = recent if status_list == 200 and isinstance(recent, list) else []
+        tags = [str(r["tag_name"]) for r in listed if isinstance(r, dict) and "tag_name" in r]
         raise InputError(
             "python-build-tag",
             f"`{request.build_tag}` is not a release of {PBS_REPO}",

@@ -32,7 +32,11 @@ from typing import IO
 
 from isal import igzip, isal_zlib
 
+# Defined in errors.py with the rest; importable from here as before.
+from portpy_action.errors import ArchiveError as ArchiveError
+from portpy_action.errors import DiskFullError as DiskFullError
 from portpy_action.errors import PortpyError
+from portpy_action.errors import WrongTopError as WrongTopError
 from portpy_action.safe_tree import Refused, SafeTree, split_name
 
 FORMATS = {
@@ -58,18 +62,6 @@ def sha256_file(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-class ArchiveError(PortpyError):
-    """An archive that is unreadable, or whose entries would escape the destination."""
-
-
-class WrongTopError(ArchiveError):
-    """An entry outside the one top-level folder the caller asked for."""
-
-
-class DiskFullError(ArchiveError):
-    """The file system filled up while unpacking: not the archive's fault."""
 
 
 _GIB = 1 << 30

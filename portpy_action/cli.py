@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from portpy_action import __version__
-from portpy_action.errors import InputError, PortpyError, disk_full
+from portpy_action.errors import InputError, PortpyError, disk_full, exit_code
 from portpy_action.log import Logger
 from portpy_action.options import action_inputs
 from portpy_action.signals import EXIT_TERMINATED, Terminated, sigterm_raises
@@ -256,13 +256,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PortpyError as exc:
         error = disk_full(exc) or exc
         log.error(str(error), file=error.file, line=error.line)
-        return 1
+        return exit_code(error)
     except OSError as exc:
         full = disk_full(exc)
         if full is None:
             raise
         log.error(str(full))
-        return 1
+        return exit_code(full)
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130

@@ -1,7 +1,22 @@
-"""The errors the tool reports to its user.
+"""The errors the tool reports to its user, and the exit code of each.
 
-Every failure a user can fix is a `PortpyError`; one that comes from a bad input
-is an `InputError`, which names the input (as spelled in action.yml) and the fix.
+Every failure a user can fix is a `PortpyError`, with a message and a hint;
+the CLI and the action print it as one error line and exit with its class's
+code (`exit_code`):
+
+    PortpyError              1  anything not below
+    ├── InputError           2  a bad input: names it (as spelled in action.yml) and the fix
+    ├── CheckError           3  a portability failure: glibc, external libraries, smoke test
+    ├── NetworkError         4  a network or download failure
+    │   ├── RuntimeFetchError     resolving, downloading or verifying the pbs runtime
+    │   ├── ReleaseError          the GitHub releases API
+    │   └── ArtifactError         the workflow artifact service or blob storage
+    ├── BundleError          1  installing requirements or assembling the bundle
+    └── ArchiveError         1  an unreadable or hostile archive
+        ├── WrongTopError         an entry outside the expected top-level folder
+        └── DiskFullError         the file system filled up while unpacking
+
+Any other exception is a bug in the tool: exit code 1 too.
 """
 
 from __future__ import annotations
@@ -12,10 +27,13 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 
 class PortpyError(Exception):
     """A failure with a message meant for the user, not a traceback."""
+
+    exit_code: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -31,12 +49,19 @@ class PortpyError(Exception):
         self.file = str(file) if file is not None else None
         self.line = line
 
+    @property
+    def headline(self) -> str:
+        """The message without the hint."""
+        return self.message
+
     def __str__(self) -> str:
-        return f"{self.message}. {self.hint}" if self.hint else self.message
+        return f"{self.headline}. {self.hint}" if self.hint else self.headline
 
 
 class InputError(PortpyError):
     """An input value that cannot be used. `input` is the action.yml name."""
+
+    exit_code: ClassVar[int] = 2
 
     def __init__(
         self,
@@ -50,12 +75,18 @@ class InputError(PortpyError):
         super().__init__(message, hint=hint, file=file, line=line)
         self.input = input
 
-    def __str__(self) -> str:
-        text = f"input `{self.input}`: {self.message}"
-        return f"{text}. {self.hint}" if self.hint else text
+    @property
+    def headline(self) -> str:
+        return f"input `{self.input}`: {self.message}"
 
 
-class RuntimeFetchError(PortpyError):
+class NetworkError(PortpyError):
+    """A service or download host could not be reached, refused, or sent bad data."""
+
+    exit_code: ClassVar[int] = 4
+
+
+class RuntimeFetchError(NetworkError):
     """Resolving, downloading or verifying the python-build-standalone runtime failed."""
 
 
@@ -65,6 +96,35 @@ class BundleError(PortpyError):
 
 class CheckError(PortpyError):
     """The bundle failed a portability check (glibc, external libraries, smoke test)."""
+
+    exit_code: ClassVar[int] = 3
+
+
+class ReleaseError(NetworkError):
+    """The releases API refused a lookup, the release or an upload."""
+
+
+class ArtifactError(NetworkError):
+    """The results service or blob storage refused the artifact."""
+
+    status: int | None = None  # the HTTP status of a refusal
+
+
+class ArchiveError(PortpyError):
+    """An archive that is unreadable, or whose entries would escape the destination."""
+
+
+class WrongTopError(ArchiveError):
+    """An entry outside the one top-level folder the caller asked for."""
+
+
+class DiskFullError(ArchiveError):
+    """The file system filled up while unpacking: not the archive's fault."""
+
+
+def exit_code(exc: BaseException) -> int:
+    """The process's exit code for a failure: its class's, 1 for anything unforeseen."""
+    return exc.exit_code if isinstance(exc, PortpyError) else 1
 
 
 # errno values that mean "the disk (or the user's quota) is full".

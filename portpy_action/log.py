@@ -43,6 +43,10 @@ class Logger:
             text = text.replace(secret, "***")
         return text
 
+    def redact(self, text: str) -> str:
+        """`text` with every masked secret replaced, for output that bypasses the log."""
+        return self._redact(text)
+
     def _write(self, text: str) -> None:
         self.stream.write(self._redact(text) + "\n")
         self.stream.flush()

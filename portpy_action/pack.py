@@ -16,7 +16,6 @@ import os
 import shutil
 import stat
 import tarfile
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from portpy_action import atomic
 from portpy_action.archives import sha256_file
 from portpy_action.blockgzip import BlockGzipWriter
 from portpy_action.errors import BundleError, PortpyError
@@ -243,28 +243,10 @@ def pack(root: Path, archive: Path, *, format: str, mtime: int = DEFAULT_MTIME) 
     Nothing appears under either final name until both are complete.
     """
     sum_file = archive.with_name(archive.name + ".sha256")
-    temps: list[Path] = []
-    try:
-        temp = _temp_beside(archive, temps)
+    with atomic.staged(archive, sum_file) as (temp, temp_sum):
         with temp.open("wb") as out:
             write_archive(root, out, format=format, mtime=mtime)
-        os.chmod(temp, 0o644)
         sha256 = sha256_file(temp)
         size = temp.stat().st_size
-        temp_sum = _temp_beside(sum_file, temps)
         temp_sum.write_text(f"{sha256}  {archive.name}\n", encoding="utf-8")
-        os.chmod(temp_sum, 0o644)
-        os.replace(temp, archive)
-        os.replace(temp_sum, sum_file)
-    except BaseException:
-        for path in temps:
-            path.unlink(missing_ok=True)
-        raise
     return PackedArchive(archive, sha256, size, sum_file)
-
-
-def _temp_beside(path: Path, temps: list[Path]) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    temps.append(Path(name))
-    return Path(name)

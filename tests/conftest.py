@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
+import pytest
+
 pytest_plugins: list[str] = [
     # one line per fixture module under tests/fixtures/, e.g. "tests.fixtures.pbs",
     "tests.fixtures.pbs",
@@ -13,3 +18,17 @@ pytest_plugins: list[str] = [
     "tests.fixtures.fake_actions",
     "tests.fixtures.container",
 ]
+
+# The machine's own workflow variables (a developer's shell, a CI runner running
+# these tests) must not reach code under test: it would think it runs as the action.
+LEAKY_PREFIXES = ("GITHUB_", "INPUT_", "ACTIONS_")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def clean_environ() -> Iterator[None]:
+    """Keep GITHUB_*/INPUT_*/ACTIONS_* out of the tests; put them back afterwards."""
+    removed = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(LEAKY_PREFIXES)}
+    try:
+        yield
+    finally:
+        os.environ.update(removed)

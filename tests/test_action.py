@@ -278,11 +278,14 @@ def test_a_bad_input_is_one_annotation_naming_it(
     before = {p: p.stat().st_mtime_ns for p in (world.workspace).rglob("*")}
     run = world.run(build_inputs(world) | {input_name: value})
 
-    assert run.returncode == 1
+    assert run.returncode == 2  # an input error
     [annotation] = [line for line in run.stdout.splitlines() if line.startswith("::error")]
     assert annotation.startswith(f"::error::input `{input_name}`: ")
     assert message in annotation.replace("%0A", "\n")
-    assert run.outputs == {} and run.summary == ""
+    assert run.outputs == {}
+    # The failure is in the step summary too, with the input it names.
+    assert run.summary.startswith("## Portable Python: failed\n")
+    assert f"**Error:** input `{input_name}`: " in run.summary
     assert {p: p.stat().st_mtime_ns for p in world.workspace.rglob("*")} == before
     for secret in world.secrets():
         assert secret not in run.stderr
@@ -298,7 +301,7 @@ def test_a_bad_requirements_line_is_annotated_where_it_is(world: World) -> None:
         run = world.run(build_inputs(world) | {"requirements": "requirements.txt"})
     finally:
         requirements.unlink()
-    assert run.returncode == 1
+    assert run.returncode == 2
     [annotation] = [line for line in run.stdout.splitlines() if line.startswith("::error")]
     assert annotation.startswith("::error file=requirements.txt,line=3::input `requirements`: ")
     assert "editable install" in annotation
@@ -311,13 +314,14 @@ def test_a_requirements_file_may_not_include_the_runners_files(world: World) -> 
         run = world.run(build_inputs(world) | {"requirements": "requirements.txt"})
     finally:
         requirements.unlink()
-    assert run.returncode == 1
+    assert run.returncode == 2  # an input error
     [annotation] = [line for line in run.stdout.splitlines() if line.startswith("::error")]
     assert annotation.startswith("::error file=requirements.txt,line=2::input `requirements`: ")
     assert "outside the workspace" in annotation
     assert "root:" not in run.stdout + run.stderr  # nothing of the file is echoed
 
 
+@pytest.mark.slow  # one more whole build, beside the two every other test here reads
 def test_a_local_run_builds_without_an_artifact(world: World, tmp_path: Path) -> None:
     inputs = build_inputs(world) | {"attach-to-release": "", "output-dir": "local"}
     run = world.run(inputs, env={"ACTIONS_RUNTIME_TOKEN": "", "ACTIONS_RESULTS_URL": ""})
@@ -336,6 +340,7 @@ def test_a_local_run_builds_without_an_artifact(world: World, tmp_path: Path) ->
 # a mirror with credentials
 
 
+@pytest.mark.slow  # one more whole build, beside the two every other test here reads
 def test_mirror_credentials_are_sent_to_the_mirror_and_recorded_nowhere(world: World) -> None:
     password = "mirror-pw-5ecret"
     host = world.github.downloads.url.removeprefix("http://")

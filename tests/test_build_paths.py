@@ -70,6 +70,7 @@ def manifest_in(archive: Path) -> dict[str, object]:
 # earlier outputs
 
 
+@pytest.mark.slow  # two whole builds
 def test_an_output_folder_that_is_the_project_folder_does_not_grow_the_archive(
     pbs_releases: PbsReleases, tmp_path: Path
 ) -> None:
@@ -155,6 +156,7 @@ def test_a_runtime_archive_with_a_name_of_its_own_builds(
 # reproducible across places
 
 
+@pytest.mark.slow  # two whole builds
 def test_the_manifest_records_no_machine_paths_and_places_do_not_change_the_bytes(
     pbs_releases: PbsReleases, tmp_path: Path
 ) -> None:

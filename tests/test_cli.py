@@ -49,14 +49,14 @@ def test_every_input_is_a_flag_or_github_only() -> None:
     assert covered == set(action_inputs())
 
 
-def test_bad_input_exits_1_with_named_input(tmp_path: Path) -> None:
+def test_bad_input_exits_2_with_named_input(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "portpy_action.cli", "build", "--format", "rar"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "input `format`: `rar` is not one of" in proc.stderr
     assert proc.stdout == ""
 

@@ -263,7 +263,7 @@ def test_portpy_fetch_refuses_the_filter_bypass(tmp_path: Path) -> None:
     )
     code, output = _fetch(tmp_path, archive)
     _assert_nothing_outside(tmp_path, victim, "dest", "rt", archive.name)
-    assert code == 1
+    assert code == 4  # the runtime could not be fetched (errors.py)
     assert "has a parent path that crosses the symlink `python/a`" in output
     assert list((tmp_path / "rt").iterdir()) == []
 
@@ -271,7 +271,7 @@ def test_portpy_fetch_refuses_the_filter_bypass(tmp_path: Path) -> None:
 def test_portpy_fetch_refuses_what_lies_outside_python_before_writing_it(tmp_path: Path) -> None:
     archive = hostile.filter_bypass_tar(tmp_path / "bypass.tar.gz")
     code, output = _fetch(tmp_path, archive)
-    assert code == 1
+    assert code == 4  # the runtime could not be fetched (errors.py)
     assert "install_only archive: has `dddd" in output
     assert list((tmp_path / "rt").iterdir()) == []
 
@@ -282,7 +282,7 @@ def test_portpy_fetch_stops_a_bomb_and_leaves_dest_alone(
     archive = hostile.gzip_bomb(tmp_path / "bomb.tar.gz", unpacked=8 << 20)
     monkeypatch.setenv("PORTPY_MAX_UNPACK", str(1 << 20))
     code, output = _fetch(tmp_path, archive)
-    assert code == 1
+    assert code == 4  # the runtime could not be fetched (errors.py)
     assert "unpacks to more than 1,048,576 bytes" in output
     assert list((tmp_path / "rt").iterdir()) == []
 
@@ -294,7 +294,7 @@ def test_portpy_fetch_moves_a_runtime_into_dest_only_once_it_ran(tmp_path: Path)
         [("python/bin/python3", REG, "", b"#!/bin/sh\necho broken >&2\nexit 3\n")],
     )
     code, output = _fetch(tmp_path, archive)
-    assert code == 1
+    assert code == 4  # the runtime could not be fetched (errors.py)
     assert "does not run: broken" in output
     assert list((tmp_path / "rt").iterdir()) == []
 

@@ -115,7 +115,7 @@ def test_two_server_errors_then_success(
     path = cached_download(release, tmp_path / "cache", client=_client(), log=log, retry=FAST)
     assert path.is_file()
     assert len(fake_pbs_github.requests("downloads")) == 3
-    assert _log_text(log).count("HTTP 503; retrying") == 2
+    assert _log_text(log).count("(HTTP 503); retrying") == 2
 
 
 def test_cut_body_is_resumed_with_range(

@@ -150,6 +150,7 @@ def _pip_install(python: Path, sdist: Path, wheelhouse: Path) -> subprocess.Comp
     )
 
 
+@pytest.mark.slow  # compiles a C extension from an sdist with the runtime
 def test_sdist_with_c_extension_builds_after_the_fix(
     fetched: Runtime, pbs_runtime_dir: Path, setuptools_wheelhouse: Path, tmp_path: Path
 ) -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from portpy_action.errors import RuntimeFetchError
 from portpy_action.log import Logger
-from portpy_action.retry import RetryPolicy
-from portpy_action.runtime.http import get_json, make_client, rate_limit_wait
+from portpy_action.retry import RetryPolicy, rate_limit_wait
+from portpy_action.runtime.http import get_json, make_client
 from portpy_action.runtime.sysconfig import fix_sysconfig, fix_value
 
 NOW = 1_700_000_000.0
@@ -51,8 +51,8 @@ def test_token_never_follows_a_redirect_off_the_api_origin() -> None:
 def test_retries_are_bounded() -> None:
     calls: list[float] = []
     client = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(502)))
-    policy = RetryPolicy(attempts=3, backoff=1, backoff_cap=1.5)
-    with pytest.raises(RuntimeFetchError, match="502 3 times"):
+    policy = RetryPolicy(attempts=3, backoff=1, backoff_cap=1.5, jitter=0)
+    with pytest.raises(RuntimeFetchError, match="failed 3 times, the last time with HTTP 502"):
         get_json(
             client,
             "https://api.test/x",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,11 @@ README_YAML_RE = re.compile(r"^```ya?ml\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
 def tool(name: str) -> str:
-    """A linter from the `test` extra: the venv's, else one on PATH."""
-    venv = REPO / ".venv" / "bin" / name
-    found = str(venv) if venv.exists() else shutil.which(name)
+    """A linter from the `test` extra: beside the running interpreter, in ./.venv, or on PATH."""
+    for folder in (Path(sys.executable).parent, REPO / ".venv" / "bin"):
+        if (folder / name).exists():
+            return str(folder / name)
+    found = shutil.which(name)
     assert found, f"{name} is missing: pip install -e '.[test]'"
     return found
 

@@ -13,6 +13,7 @@ import sysconfig
 from collections.abc import Sequence
 from pathlib import Path
 
+from portpy_action import atomic
 from portpy_action.errors import BundleError
 
 
@@ -37,9 +38,8 @@ def strip() -> str:
 
 def _edit(path: Path, command: Sequence[str]) -> None:
     """Run `command` (ending with the file to edit) on a copy of `path`, then swap it in."""
-    partial = path.with_name(path.name + ".partial")
-    shutil.copy2(path, partial)
-    try:
+    with atomic.staged(path, mode=None) as (partial,):
+        shutil.copy2(path, partial)
         result = subprocess.run(
             [*command, str(partial)],
             stdin=subprocess.DEVNULL,
@@ -53,9 +53,6 @@ def _edit(path: Path, command: Sequence[str]) -> None:
                 f"`{Path(command[0]).name}` could not edit `{path}`: {result.stderr.strip()}",
                 file=str(path),
             )
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def set_search_path(path: Path, entries: Sequence[str], *, keep_rpath: bool) -> None:

@@ -9,14 +9,12 @@ run: the archive's own sha256 and size, and the time each stage took.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from portpy_action import __version__
+from portpy_action import __version__, atomic
 from portpy_action.bundle.install import Distribution
 
 MANIFEST_NAME = "portable-python.json"
@@ -142,13 +140,4 @@ def manifest_json(data: Mapping[str, Any]) -> str:
 
 def write_json(path: Path, data: Mapping[str, Any]) -> Path:
     """Write `data` to `path` through a temporary name, so no half file is ever seen."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(manifest_json(data))
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic.write_text(path, manifest_json(data))

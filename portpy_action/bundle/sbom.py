@@ -24,7 +24,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ from cyclonedx.model.license import DisjunctiveLicense, LicenseExpression
 from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
-from portpy_action import __version__
+from portpy_action import __version__, atomic
 from portpy_action.bundle.manifest import ReleaseInfo
 from portpy_action.errors import CheckError
 
@@ -288,16 +287,7 @@ def _licenses(text: str | None) -> list[LicenseExpression | DisjunctiveLicense]:
 
 def write_sbom(path: Path, text: str) -> Path:
     """Write the document through a temporary name, so no half file is ever seen."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic.write_text(path, text)
 
 
 # ----------------------------------------------------------------------------

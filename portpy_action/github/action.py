@@ -3,7 +3,8 @@
 `python -m portpy_action` and the repository's `entrypoint` both land in `main`.
 Secrets are masked before the first line is printed; every failure a user can
 fix ends as one `::error::` annotation (naming the input when an input is at
-fault) and exit code 1.
+fault), the error and its hint in the step summary, and its class's exit code
+(errors.py).
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ import traceback
 from collections.abc import Mapping
 from pathlib import Path
 
-from portpy_action.errors import InputError, PortpyError, disk_full
+from portpy_action.errors import InputError, PortpyError, disk_full, exit_code
 from portpy_action.github.artifacts import RunContext, UploadedArtifact, upload_artifact
 from portpy_action.github.releases import ReleaseAsset, ReleasesAPI, attach, release_holds
-from portpy_action.github.summary import BundleSummary, render_build, render_check
+from portpy_action.github.summary import (
+    BundleSummary,
+    render_build,
+    render_check,
+    render_failure,
+)
 from portpy_action.github.workflow import (
     append_summary,
     file_from_env,
@@ -61,16 +67,27 @@ def main() -> int:
         full = disk_full(exc)
         if full is not None:
             log.error(str(full))
-            return 1
+            return _failed(full, full.headline, full.hint, log)
         if isinstance(exc, PortpyError):
             path = _annotation_path(exc.file, _workspace(os.environ))
             log.error(str(exc), file=path, line=exc.line)
-            return 1
+            return _failed(exc, exc.headline, exc.hint, log)
         # A bug: still one annotation, and the traceback (masked) for the report.
         log.info("".join(traceback.format_exception(exc)).rstrip())
         log.error(f"internal error: {type(exc).__name__}: {exc}")
-        return 1
+        return _failed(exc, f"internal error: {type(exc).__name__}: {exc}", "", log)
     return 0
+
+
+def _failed(exc: BaseException, headline: str, hint: str, log: Logger) -> int:
+    """The exit code for `exc`, once the failure is in the step summary too."""
+    code = exit_code(exc)
+    markdown = log.redact(render_failure(headline, hint, code))
+    try:
+        append_summary(markdown, file_from_env(os.environ, "GITHUB_STEP_SUMMARY"))
+    except (PortpyError, OSError) as problem:
+        log.warning(f"could not write the failure to the step summary: {problem}")
+    return code
 
 
 def run(env: Mapping[str, str], log: Logger) -> None:

@@ -14,6 +14,7 @@ import binascii
 import functools
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,10 +25,10 @@ from xml.sax.saxutils import escape
 
 import httpx
 
-from portpy_action.errors import PortpyError
-from portpy_action.http import error_message, send_with_retries
+from portpy_action.errors import ArtifactError as ArtifactError
+from portpy_action.http import error_message
 from portpy_action.log import Logger
-from portpy_action.retry import DEFAULT_RETRY, SERVER_ERRORS, RetryPolicy
+from portpy_action.retry import DEFAULT_RETRY, SERVER_ERRORS, RetryPolicy, Sleep, send_with_retries
 
 SERVICE = "github.actions.results.api.v1.ArtifactService"
 ARTIFACT_VERSION = 7
@@ -50,14 +51,8 @@ MIME_TYPES: Mapping[str, str] = {
 DEFAULT_MIME_TYPE = "application/octet-stream"
 
 
-class ArtifactError(PortpyError):
-    """The results service or blob storage refused the artifact."""
-
-    status: int | None = None  # the HTTP status of a refusal
-
-
 # What the npm client retries too.
-RETRY_STATUSES = SERVER_ERRORS | {429}
+RETRY_STATUSES = SERVER_ERRORS  # and rate limits (429, 403 with its headers): retry.py
 
 
 @dataclass(frozen=True)
@@ -187,6 +182,7 @@ def _send(
     what: str,
     retry: RetryPolicy,
     log: Logger,
+    sleep: Sleep,
 ) -> httpx.Response:
     return send_with_retries(
         http,
@@ -197,6 +193,7 @@ def _send(
         error=ArtifactError,
         hint="GitHub's artifact service may be having trouble; re-run the job later",
         statuses=RETRY_STATUSES,
+        sleep=sleep,
     )
 
 
@@ -204,8 +201,14 @@ class ResultsService:
     """Twirp calls to the ArtifactService, authorised with the runtime token."""
 
     def __init__(
-        self, context: RunContext, http: httpx.Client, retry: RetryPolicy, log: Logger
+        self,
+        context: RunContext,
+        http: httpx.Client,
+        retry: RetryPolicy,
+        log: Logger,
+        sleep: Sleep = time.sleep,
     ) -> None:
+        self.sleep = sleep
         self.context = context
         self.http = http
         self.retry = retry
@@ -221,7 +224,9 @@ class ResultsService:
         def request() -> httpx.Request:
             return self.http.build_request("POST", url, json=dict(body), headers=headers)
 
-        response = _send(self.http, request, what=method, retry=self.retry, log=self.log)
+        response = _send(
+            self.http, request, what=method, retry=self.retry, log=self.log, sleep=self.sleep
+        )
         if not response.is_success:
             refused = ArtifactError(
                 f"{method} was refused: HTTP {response.status_code} {error_message(response)}".rstrip()
@@ -259,6 +264,7 @@ def upload_blob(
     retry: RetryPolicy,
     log: Logger,
     chunk_size: int = CHUNK_SIZE,
+    sleep: Sleep = time.sleep,
 ) -> tuple[int, str]:
     """Stream `path` to a signed block-blob URL; returns its size and sha256 (hex)."""
     total = path.stat().st_size
@@ -271,7 +277,7 @@ def upload_blob(
         url = base.copy_merge_params({"comp": "block", "blockid": block})
         put = functools.partial(http.build_request, "PUT", url, content=chunk, headers=headers)
         _check_blob(
-            _send(http, put, what="Uploading a block", retry=retry, log=log),
+            _send(http, put, what="Uploading a block", retry=retry, log=log, sleep=sleep),
             "Uploading a block",
         )
         digest.update(chunk)
@@ -287,7 +293,7 @@ def upload_blob(
         | {"Content-Type": "application/xml", "x-ms-blob-content-type": content_type},
     )
     what = "Committing the block list"
-    _check_blob(_send(http, commit, what=what, retry=retry, log=log), what)
+    _check_blob(_send(http, commit, what=what, retry=retry, log=log, sleep=sleep), what)
     return progress.done, digest.hexdigest()
 
 
@@ -306,6 +312,7 @@ def upload_artifact(
     log: Logger,
     retention_days: int | None = None,
     retry: RetryPolicy | None = None,
+    sleep: Sleep = time.sleep,
     transport: httpx.BaseTransport | None = None,
     now: datetime | None = None,
 ) -> UploadedArtifact:
@@ -320,7 +327,7 @@ def upload_artifact(
     content_type = mime_type(path.name)
 
     with httpx.Client(transport=transport, timeout=httpx.Timeout(60.0, connect=15.0)) as http:
-        service = ResultsService(context, http, retry, log)
+        service = ResultsService(context, http, retry, log, sleep)
         create: dict[str, Any] = job | {
             "name": name,
             "version": ARTIFACT_VERSION,
@@ -349,7 +356,7 @@ def upload_artifact(
         _mask_signature(signed_url, log)
 
         size, sha256 = upload_blob(
-            http, signed_url, path, content_type=content_type, retry=retry, log=log
+            http, signed_url, path, content_type=content_type, retry=retry, log=log, sleep=sleep
         )
 
         finalized = service.call(

@@ -25,11 +25,18 @@ from urllib.parse import quote
 
 import httpx
 
-from portpy_action.errors import PortpyError
+from portpy_action.errors import ReleaseError as ReleaseError
 from portpy_action.github.artifacts import mime_type
-from portpy_action.http import USER_AGENT, OriginTokenAuth, error_message, send_with_retries
+from portpy_action.http import USER_AGENT, OriginTokenAuth, error_message
 from portpy_action.log import Logger
-from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
+from portpy_action.retry import (
+    DEFAULT_RETRY,
+    Clock,
+    RetryPolicy,
+    Sleep,
+    rate_limit_wait,
+    send_with_retries,
+)
 
 # `…/assets{?name,label}`: the part in braces is a URI template, not part of the address.
 _TEMPLATE_RE = re.compile(r"\{[^}]*\}$")
@@ -45,10 +52,6 @@ REPLACED_PREFIX = "portpy-replaced-"
 _PARKED_RE = re.compile(
     rf"^(?:{UPLOAD_PREFIX}[0-9a-f]+-\d+|{REPLACED_PREFIX}[0-9a-f]+)-(?P<name>.+)$"
 )
-
-
-class ReleaseError(PortpyError):
-    """The releases API refused a lookup, the release or an upload."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,9 @@ class ReleasesAPI:
         transport: httpx.BaseTransport | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
         sleep: Sleep = time.sleep,
+        clock: Clock = time.time,
     ) -> None:
+        self.clock = clock
         self.api_url = api_url.rstrip("/")
         self.repository = repository
         self.log = log
@@ -112,6 +117,7 @@ class ReleasesAPI:
             error=ReleaseError,
             hint="GitHub's API may be having trouble; re-run the job later",
             sleep=self.sleep,
+            clock=self.clock,
         )
 
     def _repo_url(self, path: str) -> str:
@@ -121,7 +127,7 @@ class ReleasesAPI:
         if not response.is_success:
             raise ReleaseError(
                 f"{what}: HTTP {response.status_code} {error_message(response)}".rstrip(),
-                hint=hint or _hint(response.status_code),
+                hint=hint or _hint(response),
             )
         return response.json()
 
@@ -271,7 +277,10 @@ def _already_exists(response: httpx.Response) -> bool:
     return any(isinstance(e, dict) and e.get("code") == "already_exists" for e in errors)
 
 
-def _hint(status: int) -> str:
+def _hint(response: httpx.Response) -> str:
+    status = response.status_code
+    if rate_limit_wait(response) is not None:
+        return "GitHub is rate limiting the token; re-run the job later"
     if status in (401, 403):
         return "The token needs `contents: write` on the repository (set `permissions:` in the workflow)"
     if status == 404:

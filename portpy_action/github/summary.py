@@ -85,3 +85,17 @@ def render_check(outputs: Mapping[str, str]) -> str:
     return (
         "\n".join(["## Portable Python: check", "", *_table(("Output", "Value"), rows), ""]) + "\n"
     )
+
+
+def render_failure(headline: str, hint: str, exit_code: int) -> str:
+    """The step summary of a failed run: the error and what to do about it."""
+    lines = ["## Portable Python: failed", "", f"**Error:** {_escape_markdown(headline)}", ""]
+    if hint:
+        lines += [f"**Hint:** {_escape_markdown(hint)}", ""]
+    lines += [f"Exit code {exit_code} (see the README's exit codes).", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _escape_markdown(text: str) -> str:
+    """Plain text in markdown: no HTML from an error message, one paragraph."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")

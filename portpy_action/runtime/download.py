@@ -7,26 +7,25 @@ after its sha256 matched, and a cached file is checked again before each use.
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
+from portpy_action import atomic
 from portpy_action.archives import sha256_file
 from portpy_action.errors import RuntimeFetchError, writing_to
-from portpy_action.log import Logger
+from portpy_action.log import Logger, Progress
 from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
-from portpy_action.runtime.http import retrying_stream
+from portpy_action.runtime.http import read_body
 from portpy_action.runtime.releases import Release
-from portpy_action.scratch import scratch_file, sweep
+from portpy_action.scratch import sweep
 from portpy_action.urls import redact_url
 
-CHUNK = 256 * 1024
 # Partial downloads of pbs assets (all named `cpython-…`); a cache-dir chosen by
 # the user may hold other tools' partial files, which are not ours to remove.
 PARTIAL_PATTERN = ".cpython-*.partial"
-_CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
 def cached_download(
@@ -51,10 +50,7 @@ def cached_download(
     # Partial downloads of runs that were killed hold no lock: remove them. They
     # are not resumed: the next download starts clean and resumes only its own.
     sweep(cache_dir, PARTIAL_PATTERN)
-    with (
-        writing_to(cache_dir),
-        scratch_file(cache_dir, f".{release.asset_name}.", ".partial") as partial,
-    ):
+    with writing_to(cache_dir), atomic.staged(path) as (partial,):
         log.info(f"downloading {redact_url(release.url)}")
         download(release.url, partial, client=client, log=log, retry=retry, sleep=sleep)
         actual = sha256_file(partial)
@@ -65,9 +61,29 @@ def cached_download(
                 hint="The file was deleted. Try again; if it persists, the download host or "
                 "mirror serves bad data",
             )
-        partial.chmod(0o644)  # scratch files are made private; a cached asset is not
-        partial.replace(path)
     return path
+
+
+class _FileSink:
+    """A download's file, with a progress line once the size is known."""
+
+    def __init__(self, out: BinaryIO, label: str, log: Logger) -> None:
+        self.out = out
+        self.label = label
+        self.log = log
+        self.progress: Progress | None = None
+
+    def begin(self, total: int | None) -> None:
+        self.progress = self.log.progress(self.label, total)
+
+    def restart(self) -> None:
+        self.out.seek(0)
+        self.out.truncate()
+
+    def write(self, chunk: bytes) -> None:
+        self.out.write(chunk)
+        if self.progress is not None:
+            self.progress.update(len(chunk))
 
 
 def download(
@@ -81,65 +97,17 @@ def download(
 ) -> None:
     """Stream `url` into `dest`, resuming with Range when the body is cut off."""
     label = redact_url(url).rsplit("/", 1)[-1].replace("%2B", "+")
-    interruptions = 0
-    have = 0
-    progress = None
     with dest.open("wb") as out:
-        while True:
-            headers = {"Range": f"bytes={have}-"} if have else None
-            with retrying_stream(
-                client, url, log=log, headers=headers, policy=retry, sleep=sleep
-            ) as response:
-                if not response.is_success:
-                    raise RuntimeFetchError(
-                        f"{redact_url(url)} answered HTTP {response.status_code}",
-                        hint="Check `python-mirror`, `python-build-tag` and `target`"
-                        if response.status_code == 404
-                        else "Try again later",
-                    )
-                start, total = _span(response, have)
-                if start != have:
-                    if start != 0:
-                        raise RuntimeFetchError(
-                            f"{redact_url(url)} resumed at byte {start}, not {have}"
-                        )
-                    # The server ignored Range: start over.
-                    out.seek(0)
-                    out.truncate()
-                    have = 0
-                if progress is None:
-                    progress = log.progress(label, total)
-                try:
-                    for chunk in response.iter_raw(CHUNK):
-                        out.write(chunk)
-                        have += len(chunk)
-                        progress.update(len(chunk))
-                except httpx.TransportError as exc:
-                    interruptions += 1
-                    if interruptions >= retry.attempts:
-                        progress.close()
-                        raise RuntimeFetchError(
-                            f"the download of {label} broke off {interruptions} times ({exc})",
-                            hint="Check the network and try again",
-                        ) from exc
-                    out.flush()
-                    wait = retry.delay(interruptions)
-                    log.info(f"{label}: cut off after {have} bytes; resuming in {wait:.0f}s")
-                    sleep(wait)
-                    continue
-            if total is not None and have != total:
-                raise RuntimeFetchError(f"{label}: got {have} bytes of {total}")
-            progress.close()
-            return
-
-
-def _span(response: httpx.Response, have: int) -> tuple[int, int | None]:
-    """(offset the body starts at, size of the whole file if known)."""
-    if response.status_code == 206:
-        match = _CONTENT_RANGE_RE.match(response.headers.get("Content-Range", ""))
-        if match:
-            total = None if match[3] == "*" else int(match[3])
-            return int(match[1]), total
-        return 0, None
-    length = response.headers.get("Content-Length")
-    return 0, int(length) if length and length.isdigit() else None
+        sink = _FileSink(out, label, log)
+        try:
+            status = read_body(client, url, sink, log=log, resume=True, policy=retry, sleep=sleep)
+        finally:
+            if sink.progress is not None:
+                sink.progress.close()
+    if not 200 <= status < 300:
+        raise RuntimeFetchError(
+            f"{redact_url(url)} answered HTTP {status}",
+            hint="Check `python-mirror`, `python-build-tag` and `target`"
+            if status == 404
+            else "Try again later",
+        )

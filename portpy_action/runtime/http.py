@@ -3,26 +3,28 @@
 `RuntimeAuth` sends the GitHub token to the API origin only and the mirror's
 credentials (`python-mirror-token`, or the user:password of `python-mirror`)
 to the mirror's origin only, so a download host, the other service or a
-redirect target never receives either. Retries follow the tool's one
-`RetryPolicy`, and rate limits wait as long as the server asks.
+redirect target never receives either. Every request goes through the tool's
+one retry loop (`retry.send_with_retries`); `read_body` is the one reader of a
+streamed body, for downloads and small documents alike.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import re
 import time
-from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from portpy_action.errors import RuntimeFetchError
-from portpy_action.http import TIMEOUT, USER_AGENT, origin_of, rate_limit_wait
+from portpy_action.http import TIMEOUT, USER_AGENT, origin_of
 from portpy_action.log import Logger
-from portpy_action.retry import DEFAULT_RETRY, SERVER_ERRORS, RetryPolicy, Sleep
+from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep, send_with_retries
 from portpy_action.spec import RuntimeRequest
 from portpy_action.urls import redact_url
 
@@ -115,94 +117,116 @@ def with_auth_guard(client: httpx.Client, request: RuntimeRequest) -> httpx.Clie
     return client
 
 
+ANONYMOUS_HINT = (
+    "Pass a token (`github-token` / `--github-token` or GITHUB_TOKEN): "
+    "anonymous API calls are limited to 60 an hour"
+)
+CHUNK = 256 * 1024
+_CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
 # ----------------------------------------------------------------------------
-# rate limits and back-off
+# reading a body, retried
 
 
-def rate_limit_error(url: httpx.URL, wait: float, authenticated: bool) -> RuntimeFetchError:
-    hint = (
-        "Try again later"
-        if authenticated
-        else "Pass a token (`github-token` / `--github-token` or GITHUB_TOKEN): "
-        "anonymous API calls are limited to 60 an hour"
-    )
-    return RuntimeFetchError(
-        f"{url.host} is rate limiting us and asks to wait {wait:.0f}s, longer than we will",
-        hint=hint,
-    )
+class Sink(Protocol):
+    """Where `read_body` pours a body: a file being downloaded, or memory."""
+
+    def begin(self, total: int | None) -> None:
+        """Called once, with the whole size when the server says it."""
+
+    def restart(self) -> None:
+        """Throw away what was written: the body starts over."""
+
+    def write(self, chunk: bytes) -> None: ...
 
 
-@contextmanager
-def retrying_stream(
+def read_body(
     client: httpx.Client,
     url: str,
+    sink: Sink,
     *,
     log: Logger,
     headers: dict[str, str] | None = None,
+    resume: bool,
     policy: RetryPolicy = DEFAULT_RETRY,
     sleep: Sleep = time.sleep,
-) -> Iterator[httpx.Response]:
-    """Open a streamed GET that succeeded (or failed for good: 4xx), retrying the rest.
+) -> int:
+    """GET `url` into `sink`; returns the final status (a non-2xx body is not read).
 
-    Only the opening is retried here; a body cut off later is the caller's
-    (download.py resumes it with Range).
+    Opening the request is retried by the tool's one loop (`send_with_retries`).
+    A body cut off later is tried again up to `policy.attempts` times: with
+    `resume`, the raw bytes continue from where they stopped (`Range`); without,
+    the decoded body starts over.
     """
-    response = open_with_retries(client, url, log=log, headers=headers, policy=policy, sleep=sleep)
-    try:
-        yield response
-    finally:
-        response.close()
-
-
-def open_with_retries(
-    client: httpx.Client,
-    url: str,
-    *,
-    log: Logger,
-    headers: dict[str, str] | None = None,
-    policy: RetryPolicy = DEFAULT_RETRY,
-    sleep: Sleep = time.sleep,
-) -> httpx.Response:
-    """A streamed response whose status is final; the caller closes it."""
-    request = client.build_request("GET", url, headers=headers)
-    for attempt in range(1, policy.attempts + 1):
-        last = attempt == policy.attempts
+    label = redact_url(url)
+    interruptions = 0
+    have = 0
+    begun = False
+    while True:
+        ranged = dict(headers or {})
+        if resume and have:
+            ranged["Range"] = f"bytes={have}-"
+        response = send_with_retries(
+            client,
+            functools.partial(client.build_request, "GET", url, headers=ranged),
+            what=f"GET {label}",
+            retry=policy,
+            log=log,
+            error=RuntimeFetchError,
+            hint="Check the network, or use `python-mirror` / `python-archive`; "
+            "if the server is failing, try again later",
+            anonymous_hint=ANONYMOUS_HINT,
+            stream=True,
+            sleep=sleep,
+        )
         try:
-            response = client.send(request, stream=True)
-        except httpx.TransportError as exc:
-            if last:
-                raise RuntimeFetchError(
-                    f"cannot reach {request.url.host}: {exc or type(exc).__name__}",
-                    hint="Check the network, or use `python-mirror` / `python-archive`",
-                ) from exc
-            wait = policy.delay(attempt)
-            log.info(f"{request.url.host}: {type(exc).__name__}; retrying in {wait:.0f}s")
-            sleep(wait)
-            continue
-
-        limited = rate_limit_wait(response)
-        if response.status_code in SERVER_ERRORS or limited is not None:
+            if not response.is_success:
+                return response.status_code
+            start, total = _span(response, have)
+            if start != have:
+                if start != 0:
+                    raise RuntimeFetchError(f"{label} resumed at byte {start}, not {have}")
+                sink.restart()  # the server ignored Range: start over
+                have = 0
+            if not begun:
+                sink.begin(total)
+                begun = True
+            try:
+                for chunk in response.iter_raw(CHUNK) if resume else response.iter_bytes():
+                    sink.write(chunk)
+                    have += len(chunk)
+            except httpx.TransportError as exc:
+                interruptions += 1
+                if interruptions >= policy.attempts:
+                    raise RuntimeFetchError(
+                        f"{label} broke off {interruptions} times ({exc})",
+                        hint="Check the network and try again",
+                    ) from exc
+                if not resume:
+                    sink.restart()
+                    have = 0
+                wait = policy.delay(interruptions)
+                log.info(f"{label}: cut off after {have} bytes; resuming in {wait:.0f}s")
+                sleep(wait)
+                continue
+        finally:
             response.close()
-            if limited is not None and limited > policy.rate_limit_cap:
-                raise rate_limit_error(
-                    request.url, limited, "authorization" in response.request.headers
-                )
-            if last:
-                if limited is not None:
-                    raise rate_limit_error(
-                        request.url, limited, "authorization" in response.request.headers
-                    )
-                raise RuntimeFetchError(
-                    f"{request.url.host} answered {response.status_code} {attempt} times "
-                    f"for {redact_url(url)}",
-                    hint="The server is failing; try again later",
-                )
-            wait = limited if limited is not None else policy.delay(attempt)
-            log.info(f"{request.url.host}: HTTP {response.status_code}; retrying in {wait:.0f}s")
-            sleep(wait)
-            continue
-        return response
-    raise AssertionError("unreachable: the last attempt returns or raises")
+        if resume and total is not None and have != total:
+            raise RuntimeFetchError(f"{label}: got {have} bytes of {total}")
+        return response.status_code
+
+
+def _span(response: httpx.Response, have: int) -> tuple[int, int | None]:
+    """(offset the body starts at, size of the whole file if known)."""
+    if response.status_code == 206:
+        match = _CONTENT_RANGE_RE.match(response.headers.get("Content-Range", ""))
+        if match:
+            total = None if match[3] == "*" else int(match[3])
+            return int(match[1]), total
+        return 0, None
+    length = response.headers.get("Content-Length")
+    return 0, int(length) if length and length.isdigit() else None
 
 
 # The most a release listing or a SHA256SUMS may be (real ones: under 1 MiB): the
@@ -229,6 +253,31 @@ class SmallBody:
         return json.loads(self.content)
 
 
+class _Bounded:
+    """A sink in memory that refuses a body past `limit` bytes."""
+
+    def __init__(self, url: str, limit: int) -> None:
+        self.body = bytearray()
+        self.limit = limit
+        self.too_big = RuntimeFetchError(
+            f"{redact_url(url)} sent more than {limit >> 20} MiB where a small document "
+            "was expected",
+            hint="Check `python-mirror`: it should serve the pbs release files unchanged",
+        )
+
+    def begin(self, total: int | None) -> None:
+        if total is not None and total > self.limit:
+            raise self.too_big
+
+    def restart(self) -> None:
+        self.body.clear()
+
+    def write(self, chunk: bytes) -> None:
+        self.body += chunk
+        if len(self.body) > self.limit:
+            raise self.too_big
+
+
 def get_small(
     client: httpx.Client,
     url: str,
@@ -240,35 +289,11 @@ def get_small(
     limit: int = MAX_SMALL_BODY,
 ) -> SmallBody:
     """GET a small document whole; a body cut short is fetched again, one too big refused."""
-    for attempt in range(1, policy.attempts + 1):
-        with retrying_stream(
-            client, url, log=log, headers=headers, policy=policy, sleep=sleep
-        ) as r:
-            try:
-                return SmallBody(r.status_code, _read_bounded(r, url, limit))
-            except httpx.TransportError as exc:
-                if attempt == policy.attempts:
-                    raise RuntimeFetchError(f"reading {redact_url(url)} failed: {exc}") from exc
-                sleep(policy.delay(attempt))
-                continue
-    raise AssertionError("unreachable: the last attempt returns or raises")
-
-
-def _read_bounded(response: httpx.Response, url: str, limit: int) -> bytes:
-    """The (decoded) body, refused as soon as it passes `limit` bytes."""
-    too_big = RuntimeFetchError(
-        f"{url} sent more than {limit >> 20} MiB where a small document was expected",
-        hint="Check `python-mirror`: it should serve the pbs release files unchanged",
+    sink = _Bounded(url, limit)
+    status = read_body(
+        client, url, sink, log=log, headers=headers, resume=False, policy=policy, sleep=sleep
     )
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_big
-    body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) > limit:
-            raise too_big
-    return bytes(body)
+    return SmallBody(status, bytes(sink.body))
 
 
 def get_json(

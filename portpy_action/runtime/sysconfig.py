@@ -19,6 +19,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from portpy_action import atomic
+
 BUILD_PREFIX = "/install"
 
 # `/install` where a path token starts: after a space, `=`, `,`, a quote, `-I` or `-L`.
@@ -131,7 +133,4 @@ def fix_sysconfig(root: Path, prefix: Path | None = None) -> list[Path]:
 
 
 def _replace_file(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.chmod(path.stat().st_mode & 0o777)
-    partial.replace(path)
+    atomic.write_text(path, text, mode=path.stat().st_mode & 0o777)

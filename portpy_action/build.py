@@ -81,6 +81,28 @@ class BuildResult:
     timings: dict[str, float]
     report: PortabilityReport
 
+    def outputs(self) -> dict[str, str]:
+        """The results every front end reports: the CLI's `key=value` lines, the
+        action's outputs and the step summary all start from this one mapping.
+
+        Paths are absolute (the action rewrites them relative to the workspace).
+        No glibc baseline (no ELF file needs glibc) is the empty string, as GitHub
+        outputs spell "nothing"; only human text says `none`.
+        """
+        # The CLI prints one block per bundle: it starts at python-version, ends at archive-size.
+        return {
+            "python-version": self.release.version,
+            "python-build-tag": self.release.tag,
+            "target": self.release.target,
+            "glibc-baseline": self.glibc_baseline or "",
+            "manifest-path": str(self.manifest_path),
+            "sbom-path": str(self.sbom_path),
+            "archive-path": str(self.archive),
+            "archive-name": self.archive.name,
+            "archive-sha256": self.sha256,
+            "archive-size": str(self.size),
+        }
+
 
 def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -> BuildResult:
     """Build the bundle `spec` describes; return where the archive is and what it holds."""

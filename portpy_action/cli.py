@@ -195,19 +195,7 @@ def run_build(args: argparse.Namespace, log: Logger) -> int:
             from portpy_action.check import format_report_table
 
             print(format_report_table(result.report))
-        _print_results(
-            {
-                "python-version": result.release.version,
-                "python-build-tag": result.release.tag,
-                "target": result.release.target,
-                "glibc-baseline": result.glibc_baseline or "none",
-                "manifest-path": result.manifest_path,
-                "sbom-path": result.sbom_path,
-                "archive-path": result.archive,
-                "archive-sha256": result.sha256,
-                "archive-size": result.size,
-            }
-        )
+        _print_results(result.outputs())
     return 0
 
 
@@ -236,7 +224,8 @@ def run_verify(args: argparse.Namespace, log: Logger) -> int:
     baseline = result.report.glibc_baseline
     _print_results(
         {
-            "glibc-baseline": ".".join(map(str, baseline)) if baseline else "none",
+            # Spelled as in `build`'s results: no baseline is the empty string.
+            "glibc-baseline": ".".join(map(str, baseline)) if baseline else "",
             "external-libs": len(result.report.external_libs),
             "verified": "true",
         }

@@ -227,9 +227,9 @@ def test_grafted_libraries_count_as_inside_with_their_versions(report: Portabili
 
 def test_report_is_json_for_the_manifest(report: PortabilityReport) -> None:
     data = json.loads(json.dumps(report.to_dict()))
-    assert data["glibc_baseline"] == report.glibc_baseline_text
+    assert data["glibc-baseline"] == report.glibc_baseline_text
     assert data["baselines"]["GLIBC"]["version"] == report.glibc_baseline_text
-    assert {lib["soname"] for lib in data["external_libs"]} == {"libcrypt.so.1", "libhidden.so.1"}
+    assert {lib["soname"] for lib in data["external-libs"]} == {"libcrypt.so.1", "libhidden.so.1"}
     files = {entry["path"]: entry for entry in data["files"]}
     assert files[FASTRAND]["needs"]["GLIBC"]["symbol"] == "getrandom"
     assert files[FASTRAND]["distribution"] == "fastrand"
@@ -303,7 +303,7 @@ def test_search_paths_leading_outside_the_bundle(tmp_path: Path) -> None:
     severities = {entry.entry: entry.severity for entry in report.search_paths}
     assert severities == without | {f"{root}/python/lib": "error"}
     assert {entry.tag for entry in report.search_paths} == {"RUNPATH"}
-    assert json.loads(json.dumps(report.to_dict()))["search_paths"][0]["path"] == ZIPPER
+    assert json.loads(json.dumps(report.to_dict()))["search-paths"][0]["path"] == ZIPPER
 
     log, stream = _logger()
     with pytest.raises(CheckError) as raised:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
+import jsonschema
 import yaml
 
 from portpy_action.build import BuildResult
@@ -68,3 +71,29 @@ def test_build_outputs_are_action_outputs() -> None:
     """Every key the build reports is an output action.yml declares."""
     declared = yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))["outputs"]
     assert set(_result(None).outputs()) <= set(declared)
+
+
+def _keys(schema: object) -> list[str]:
+    """Every property name the schema defines, at any depth."""
+    if isinstance(schema, dict):
+        named = (
+            list(schema.get("properties", {})) if isinstance(schema.get("properties"), dict) else []
+        )
+        return named + [key for value in schema.values() for key in _keys(value)]
+    if isinstance(schema, list):
+        return [key for value in schema for key in _keys(value)]
+    return []
+
+
+def test_the_manifest_schema_spells_every_key_in_kebab_case() -> None:
+    schema = json.loads((ROOT / "docs" / "manifest.schema.json").read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    keys = _keys(schema)
+    assert {
+        "glibc-baseline",
+        "external-libs",
+        "search-paths",
+        "in-bundle",
+        "python-version",
+    } <= set(keys)
+    assert [key for key in keys if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", key)] == []

@@ -114,7 +114,7 @@ class SmokeResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "python_version": self.python_version,
+            "python-version": self.python_version,
             "prefix": self.prefix,
             "imported": list(self.imported),
             "skipped": list(self.skipped),

@@ -29,7 +29,6 @@ from portpy_action.bundle.command import check_module, resolve_command
 from portpy_action.bundle.dependencies import InstalledProject, install_plan, plan_install
 from portpy_action.bundle.entrypoints import console_scripts
 from portpy_action.bundle.install import (
-    Distribution,
     check_path_files,
     check_requirements,
     installed_distributions,
@@ -39,12 +38,12 @@ from portpy_action.bundle.launcher import write_bin_launchers, write_launcher
 from portpy_action.bundle.manifest import (
     MANIFEST_NAME,
     SmokeSettings,
-    build_record,
     bundle_manifest,
+    sidecar_manifest,
     write_json,
 )
+from portpy_action.bundle.manifest_inputs import content_inputs
 from portpy_action.bundle.project import WORK_FOLDER_PREFIX, copy_project
-from portpy_action.bundle.recorded import content_inputs
 from portpy_action.bundle.repair import repair_elf_files
 from portpy_action.bundle.sbom import SBOM_NAME, bundle_sbom, scan_distributions, write_sbom
 from portpy_action.bundle.scripts import relocate_scripts
@@ -52,6 +51,7 @@ from portpy_action.bundle.vendor import vendor_external_libs
 from portpy_action.check import PortabilityReport, enforce_policy, scan_bundle
 from portpy_action.check.policy import policy_for_glibc
 from portpy_action.check.smoke import smoke_test
+from portpy_action.distributions import Distribution
 from portpy_action.errors import InputError, writing_to
 from portpy_action.log import Logger
 from portpy_action.pack import PackedArchive, archive_mtime, pack
@@ -242,7 +242,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                 )
 
         published = _publish(packed, spec.output_dir)
-        record = build_record(
+        sidecar = sidecar_manifest(
             manifest,
             archive=published.path,
             sha256=published.sha256,
@@ -250,7 +250,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
             timings=log.timings,
             smoke=smoke.to_dict() if smoke else None,
         )
-        manifest_copy = write_json(spec.output_dir / f"{name}.json", record)
+        manifest_copy = write_json(spec.output_dir / f"{name}.json", sidecar)
         sbom_copy = write_sbom(spec.output_dir / f"{name}.cdx.json", sbom)
 
     return BuildResult(

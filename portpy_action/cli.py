@@ -213,7 +213,7 @@ def run_verify(args: argparse.Namespace, log: Logger) -> int:
         archive,
         max_glibc=spec.max_glibc,
         external_libs=spec.external_libs,
-        # Flags given override what the bundle recorded; absent ones take the record.
+        # Flags given override what the bundle's manifest holds; absent ones take the manifest's.
         skip_imports=spec.smoke_skip_imports if "smoke-skip-imports" in given else None,
         smoke_command=spec.smoke_command if "smoke-command" in given else None,
         smoke=spec.smoke_test,

@@ -15,12 +15,11 @@ import shlex
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from email.parser import HeaderParser
 from pathlib import Path
 
 from portpy_action.bundle.lockfiles import REQUIREMENTS_TXT, lock_format
 from portpy_action.childenv import child_environ
+from portpy_action.distributions import Distribution, canonical_name, read_distribution
 from portpy_action.errors import BundleError, InputError
 from portpy_action.log import Logger
 
@@ -53,14 +52,6 @@ _NOT_FOUND_PATTERNS = (
     ),
     re.compile(r"No matching distribution found for (?P<name>[A-Za-z0-9._-]+)"),
 )
-
-
-@dataclass(frozen=True)
-class Distribution:
-    """One installed distribution, as its dist-info METADATA names it."""
-
-    name: str
-    version: str
 
 
 def check_requirements(path: Path, *, inside: Path | None = None) -> None:
@@ -295,16 +286,12 @@ def _install_error(output: str, installer: str, requirements: Path) -> Exception
 
 
 def _line_naming(requirements: Path, name: str) -> int | None:
-    wanted = _normalize(name)
+    wanted = canonical_name(name)
     for number, line in _logical_lines(requirements.read_text(encoding="utf-8")):
         match = re.match(r"[A-Za-z0-9._-]+", line)
-        if match and _normalize(match[0]) == wanted:
+        if match and canonical_name(match[0]) == wanted:
             return number
     return None
-
-
-def _normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 # ----------------------------------------------------------------------------
@@ -323,12 +310,8 @@ def site_packages(root: Path) -> Path:
 
 def installed_distributions(root: Path) -> list[Distribution]:
     """Every distribution in the runtime's site-packages, sorted by name."""
-    found = []
-    for metadata in site_packages(root).glob("*.dist-info/METADATA"):
-        headers = HeaderParser().parsestr(metadata.read_text(encoding="utf-8", errors="replace"))
-        if headers["Name"] and headers["Version"]:
-            found.append(Distribution(headers["Name"], headers["Version"]))
-    return sorted(found, key=lambda d: _normalize(d.name))
+    found = [read_distribution(d) for d in site_packages(root).glob("*.dist-info")]
+    return sorted((d for d in found if d is not None), key=lambda d: canonical_name(d.name))
 
 
 def check_path_files(root: Path) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 from portpy_action.archives import unpack
 from portpy_action.check.failures import ERROR, NOTICE, ImportFailure, classify, library_in
 from portpy_action.check.layout import BundleLayout, find_layout
-from portpy_action.check.owners import Distribution, distributions_in
+from portpy_action.check.owners import InstalledDistribution, distributions_in
 from portpy_action.check.policy import policy_for_glibc
 from portpy_action.check.targetroot import (
     ENTER_FAILED,
@@ -140,7 +140,7 @@ def _module_name(entry: str) -> str | None:
     return stem if stem.isidentifier() else None
 
 
-def top_level_modules(dist: Distribution) -> tuple[str, ...]:
+def top_level_modules(dist: InstalledDistribution) -> tuple[str, ...]:
     """From `top_level.txt` when the dist-info has one, else from the RECORD's paths."""
     listed = dist.dist_info / "top_level.txt"
     if listed.is_file():

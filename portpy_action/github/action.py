@@ -16,7 +16,7 @@ from pathlib import Path
 
 from portpy_action.errors import InputError, PortpyError, disk_full
 from portpy_action.github.artifacts import RunContext, UploadedArtifact, upload_artifact
-from portpy_action.github.releases import ReleaseAsset, ReleasesAPI, attach, release_holds
+from portpy_action.github.release_assets import ReleaseAsset, ReleasesAPI, attach, release_holds
 from portpy_action.github.summary import BundleSummary, render_build, render_check
 from portpy_action.github.workflow import (
     append_summary,

@@ -67,7 +67,7 @@ def resolve_release(
     if request.archive is not None:
         return _archive_release(request, log)
     with _guarded(request, client) as guarded:
-        return releases.resolve_release(request, client=guarded, log=log, retry=retry, sleep=sleep)
+        return releases.lookup_release(request, client=guarded, log=log, retry=retry, sleep=sleep)
 
 
 def fetch_runtime(
@@ -89,7 +89,7 @@ def fetch_runtime(
     else:
         with _guarded(request, client) as guarded:
             with log.stage("resolve", "Resolve the python-build-standalone release"):
-                release = releases.resolve_release(
+                release = releases.lookup_release(
                     request, client=guarded, log=log, retry=retry, sleep=sleep
                 )
                 log.info(f"python-build-standalone {release.tag}: {release.asset_name}")

@@ -15,21 +15,29 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
+from portpy_action.choices import (
+    EXTERNAL_LIB_POLICIES,
+    FLAVORS,
+    FORMATS,
+    INSTALL_PROJECT_MODES,
+    INSTALLERS,
+    LAUNCHER_CHOICES,
+    MODES,
+    ExternalLibs,
+    Flavor,
+    Format,
+    Installer,
+    InstallProject,
+    Launchers,
+    Mode,
+)
 from portpy_action.errors import InputError
 from portpy_action.options import action_inputs, input_defaults
 from portpy_action.urls import Credentials, has_query, redact_url, split_credentials
-
-FORMATS = ("tar.gz", "tar.zst", "tar.xz", "zip")
-FLAVORS = ("install_only_stripped", "install_only")
-INSTALLERS = ("uv", "pip")
-MODES = ("build", "check")
-EXTERNAL_LIB_POLICIES = ("error", "warn", "vendor")
-INSTALL_PROJECT_MODES = ("auto", "true", "false")
-LAUNCHER_CHOICES = ("all", "none")
 
 DEFAULT_API_URL = "https://api.github.com"
 PBS_DOWNLOAD_BASE = "https://github.com/astral-sh/python-build-standalone/releases/download"
@@ -113,7 +121,7 @@ class RuntimeRequest:
     python_version: PythonVersionRequest
     build_tag: str
     target: str
-    flavor: str
+    flavor: Flavor
     cache_dir: Path
     mirror: str | None = None
     archive: Path | None = None
@@ -133,19 +141,19 @@ class RuntimeRequest:
 
 @dataclass(frozen=True)
 class BuildSpec:
-    mode: str
+    mode: Mode
     runtime: RuntimeRequest
     requirements: Path | None
     project_dir: Path | None
     exclude: tuple[str, ...]
     command: tuple[str, ...]
     name: str
-    format: str
+    format: Format
     output_dir: Path
-    installer: str
+    installer: Installer
     compile_bytecode: bool
     max_glibc: tuple[int, int] | None
-    external_libs: str
+    external_libs: ExternalLibs
     smoke_test: bool
     smoke_skip_imports: tuple[str, ...]
     smoke_command: tuple[str, ...]
@@ -153,8 +161,8 @@ class BuildSpec:
     artifact_name: str
     retention_days: int | None
     attach_to_release: str
-    install_project: str = "auto"  # auto | true | false: build project-dir as a wheel
-    launchers: str = "none"  # all | none: bin/<script> per console script
+    install_project: InstallProject = "auto"  # build project-dir as a wheel
+    launchers: Launchers = "none"  # `all`: bin/<script> per console script
     # The raw values, as given: recorded in the manifest (tokens and the
     # mirror's credentials never are).
     inputs: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -445,15 +453,19 @@ def _stringify(data: Mapping[str, Any], path: Path) -> dict[str, str]:
 # small validators
 
 
-def _choice(raw: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+_Choice = TypeVar("_Choice", bound=str)
+
+
+def _choice(raw: Mapping[str, str], name: str, allowed: tuple[_Choice, ...]) -> _Choice:
     value = raw[name]
-    if value not in allowed:
-        raise InputError(
-            name,
-            f"`{value}` is not one of {', '.join(allowed)}",
-            hint=f"Use one of: {', '.join(allowed)}",
-        )
-    return value
+    for choice in allowed:
+        if value == choice:
+            return choice
+    raise InputError(
+        name,
+        f"`{value}` is not one of {', '.join(allowed)}",
+        hint=f"Use one of: {', '.join(allowed)}",
+    )
 
 
 def _bool(raw: Mapping[str, str], name: str) -> bool:

@@ -25,9 +25,10 @@ import portpy_action.pack
 from portpy_action.build import BuildResult, build
 from portpy_action.bundle.manifest import MANIFEST_NAME
 from portpy_action.bundle.sbom import SBOM_NAME, check_sbom, distribution_purl
+from portpy_action.choices import FORMATS
 from portpy_action.errors import InputError
 from portpy_action.log import Logger
-from portpy_action.spec import FORMATS, BuildSpec
+from portpy_action.spec import BuildSpec
 from tests.fixtures.pbs import PbsReleases, cache_root, pyenv_root
 from tests.fixtures.wheels import (
     NATIVE_ANSWER,

@@ -16,7 +16,7 @@ import pytest
 from portpy_action.check import enforce_policy, format_report_table, scan_bundle
 from portpy_action.check.policy import policy_for_glibc
 from portpy_action.check.report import PortabilityReport
-from portpy_action.errors import CheckError, InputError
+from portpy_action.errors import CheckError
 from portpy_action.log import Logger
 from tests.fixtures.native import (
     CRYPT_C,
@@ -245,12 +245,6 @@ def test_table_lists_every_file_newest_first(report: PortabilityReport) -> None:
     assert versions == sorted(versions, reverse=True)
     assert f"glibc baseline: {report.glibc_baseline_text}" in table
     assert "libcrypt.so.1  needed by" in table
-
-
-def test_unknown_external_libs_action_names_the_input(report: PortabilityReport) -> None:
-    log, _ = _logger()
-    with pytest.raises(InputError, match="external-libs"):
-        enforce_policy(report, max_glibc=None, external_libs="ignore", log=log)
 
 
 def test_hints_fit_the_failure(bundle: Path) -> None:

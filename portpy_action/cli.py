@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from portpy_action import __version__
+from portpy_action.config import load_config
 from portpy_action.errors import InputError, PortpyError, disk_full
 from portpy_action.log import Logger
 from portpy_action.options import action_inputs
 from portpy_action.signals import EXIT_TERMINATED, Terminated, sigterm_raises
-from portpy_action.spec import BuildSpec, load_config
+from portpy_action.spec import BuildSpec
 
 if TYPE_CHECKING:
     from portpy_action.runtime.releases import Release

@@ -54,7 +54,7 @@ _LEAKY_ENV = ("LD_LIBRARY_PATH", "LD_PRELOAD", "LD_AUDIT", "PYTHONHOME", "PYTHON
 
 TARGET_ROOT = "target-root"  # inside a root holding glibc and the allow-list only
 MOVED_COPY = "moved-copy"  # on the build machine, from the unpacked copy
-MODES = ("auto", TARGET_ROOT, MOVED_COPY)
+SMOKE_MODES = ("auto", TARGET_ROOT, MOVED_COPY)
 
 # Runs inside the bundled interpreter. One JSON record per line into argv[1], written
 # as it goes, so a crash mid-import still tells which module was being imported. For an
@@ -272,7 +272,7 @@ def _choose_place(
     hide: Sequence[Path],
     log: Logger,
 ) -> _Place:
-    if mode not in MODES:
+    if mode not in SMOKE_MODES:
         raise ValueError(f"unknown smoke test mode {mode!r}")
     if mode != MOVED_COPY:
         root = (

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from portpy_action.bundle.lockfiles import REQUIREMENTS_TXT, lock_format
 from portpy_action.childenv import child_environ
+from portpy_action.choices import Installer
 from portpy_action.distributions import Distribution, canonical_name, read_distribution
 from portpy_action.errors import BundleError, InputError
 from portpy_action.log import Logger
@@ -145,7 +146,7 @@ def _split(line: str, path: Path, number: int) -> list[str]:
         ) from exc
 
 
-def installer_environment(installer: str, env: Mapping[str, str]) -> dict[str, str]:
+def installer_environment(installer: Installer, env: Mapping[str, str]) -> dict[str, str]:
     """The environment the installer runs with: the user's, index settings mirrored."""
     result = dict(env)
     for source, counterpart in INDEX_ENV_COUNTERPARTS[installer].items():
@@ -168,7 +169,7 @@ def uv_binary() -> str:
     return str(uv.find_uv_bin())
 
 
-def installer_command(installer: str, python: Path, args: Sequence[str]) -> list[str]:
+def installer_command(installer: Installer, python: Path, args: Sequence[str]) -> list[str]:
     """The command line that installs `args` (requirement options, wheels) into `python`."""
     if installer == "uv":
         return [
@@ -198,7 +199,7 @@ def installer_command(installer: str, python: Path, args: Sequence[str]) -> list
     raise ValueError(f"unknown installer {installer!r}")
 
 
-def install_command(installer: str, python: Path, requirements: Path) -> list[str]:
+def install_command(installer: Installer, python: Path, requirements: Path) -> list[str]:
     """The command line that installs `requirements` into `python`'s site-packages."""
     return installer_command(installer, python, ["--requirement", str(requirements)])
 
@@ -206,7 +207,7 @@ def install_command(installer: str, python: Path, requirements: Path) -> list[st
 def run_tool(
     command: Sequence[str],
     *,
-    installer: str,
+    installer: Installer,
     log: Logger,
     env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
@@ -225,7 +226,7 @@ def install_requirements(
     python: Path,
     requirements: Path,
     *,
-    installer: str,
+    installer: Installer,
     log: Logger,
     env: Mapping[str, str] | None = None,
 ) -> None:
@@ -263,7 +264,7 @@ def _run_process_group(command: list[str], env: Mapping[str, str]) -> tuple[str,
     return output, process.returncode
 
 
-def _install_error(output: str, installer: str, requirements: Path) -> Exception:
+def _install_error(output: str, installer: Installer, requirements: Path) -> Exception:
     for pattern in _NOT_FOUND_PATTERNS:
         match = pattern.search(output)
         if match:

@@ -30,7 +30,6 @@ from portpy_action.bundle.cross import install_plan_cross, prepare_cross, retarg
 from portpy_action.bundle.dependencies import InstalledProject, install_plan, plan_install
 from portpy_action.bundle.entrypoints import console_scripts
 from portpy_action.bundle.install import (
-    Distribution,
     check_path_files,
     check_requirements,
     installed_distributions,
@@ -40,12 +39,12 @@ from portpy_action.bundle.launcher import write_bin_launchers, write_launcher
 from portpy_action.bundle.manifest import (
     MANIFEST_NAME,
     SmokeSettings,
-    build_record,
     bundle_manifest,
+    sidecar_manifest,
     write_json,
 )
+from portpy_action.bundle.manifest_inputs import content_inputs
 from portpy_action.bundle.project import WORK_FOLDER_PREFIX, copy_project
-from portpy_action.bundle.recorded import content_inputs
 from portpy_action.bundle.repair import repair_elf_files
 from portpy_action.bundle.sbom import SBOM_NAME, bundle_sbom, scan_distributions, write_sbom
 from portpy_action.bundle.scripts import relocate_scripts
@@ -55,6 +54,7 @@ from portpy_action.check.arch import check_architecture
 from portpy_action.check.emulation import smoke_emulator
 from portpy_action.check.policy import policy_for_glibc
 from portpy_action.check.smoke import smoke_test
+from portpy_action.distributions import Distribution
 from portpy_action.errors import InputError, writing_to
 from portpy_action.log import Logger
 from portpy_action.pack import PackedArchive, archive_mtime, pack
@@ -84,6 +84,28 @@ class BuildResult:
     distributions: tuple[Distribution, ...]
     timings: dict[str, float]
     report: PortabilityReport
+
+    def outputs(self) -> dict[str, str]:
+        """The results every front end reports: the CLI's `key=value` lines, the
+        action's outputs and the step summary all start from this one mapping.
+
+        Paths are absolute (the action rewrites them relative to the workspace).
+        No glibc baseline (no ELF file needs glibc) is the empty string, as GitHub
+        outputs spell "nothing"; only human text says `none`.
+        """
+        # The CLI prints one block per bundle: it starts at python-version, ends at archive-size.
+        return {
+            "python-version": self.release.version,
+            "python-build-tag": self.release.tag,
+            "target": self.release.target,
+            "glibc-baseline": self.glibc_baseline or "",
+            "manifest-path": str(self.manifest_path),
+            "sbom-path": str(self.sbom_path),
+            "archive-path": str(self.archive),
+            "archive-name": self.archive.name,
+            "archive-sha256": self.sha256,
+            "archive-size": str(self.size),
+        }
 
 
 def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -> BuildResult:
@@ -242,7 +264,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                 )
 
         published = _publish(packed, spec.output_dir)
-        record = build_record(
+        sidecar = sidecar_manifest(
             manifest,
             archive=published.path,
             sha256=published.sha256,
@@ -250,7 +272,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
             timings=log.timings,
             smoke=smoke.to_dict() if smoke else None,
         )
-        manifest_copy = write_json(spec.output_dir / f"{name}.json", record)
+        manifest_copy = write_json(spec.output_dir / f"{name}.json", sidecar)
         sbom_copy = write_sbom(spec.output_dir / f"{name}.cdx.json", sbom)
 
     return BuildResult(

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from portpy_action import __version__
+from portpy_action.config import load_config
 from portpy_action.errors import InputError, PortpyError, disk_full, exit_code
 from portpy_action.log import Logger
 from portpy_action.options import action_inputs
 from portpy_action.signals import EXIT_TERMINATED, Terminated, sigterm_raises
-from portpy_action.spec import BuildSpec, load_config
+from portpy_action.spec import BuildSpec
 
 if TYPE_CHECKING:
     from portpy_action.runtime.releases import Release
@@ -195,19 +196,7 @@ def run_build(args: argparse.Namespace, log: Logger) -> int:
             from portpy_action.check import format_report_table
 
             print(format_report_table(result.report))
-        _print_results(
-            {
-                "python-version": result.release.version,
-                "python-build-tag": result.release.tag,
-                "target": result.release.target,
-                "glibc-baseline": result.glibc_baseline or "none",
-                "manifest-path": result.manifest_path,
-                "sbom-path": result.sbom_path,
-                "archive-path": result.archive,
-                "archive-sha256": result.sha256,
-                "archive-size": result.size,
-            }
-        )
+        _print_results(result.outputs())
     return 0
 
 
@@ -225,7 +214,7 @@ def run_verify(args: argparse.Namespace, log: Logger) -> int:
         archive,
         max_glibc=spec.max_glibc,
         external_libs=spec.external_libs,
-        # Flags given override what the bundle recorded; absent ones take the record.
+        # Flags given override what the bundle's manifest holds; absent ones take the manifest's.
         skip_imports=spec.smoke_skip_imports if "smoke-skip-imports" in given else None,
         smoke_command=spec.smoke_command if "smoke-command" in given else None,
         smoke=spec.smoke_test,
@@ -236,7 +225,8 @@ def run_verify(args: argparse.Namespace, log: Logger) -> int:
     baseline = result.report.glibc_baseline
     _print_results(
         {
-            "glibc-baseline": ".".join(map(str, baseline)) if baseline else "none",
+            # Spelled as in `build`'s results: no baseline is the empty string.
+            "glibc-baseline": ".".join(map(str, baseline)) if baseline else "",
             "external-libs": len(result.report.external_libs),
             "verified": "true",
         }

@@ -27,6 +27,7 @@ from typing import BinaryIO, cast
 from portpy_action import atomic
 from portpy_action.archives import sha256_file
 from portpy_action.blockgzip import BlockGzipWriter
+from portpy_action.choices import Format
 from portpy_action.errors import BundleError, PortpyError
 
 # 1980-01-01T00:00:00Z: the earliest time a zip entry can hold, used by every format.
@@ -226,7 +227,7 @@ def _check_zip_name(name: str) -> None:
 # the whole archive
 
 
-def write_archive(root: Path, out: BinaryIO, *, format: str, mtime: int) -> None:
+def write_archive(root: Path, out: BinaryIO, *, format: Format, mtime: int) -> None:
     """Write `root` (folder included, as the top-level entry) to `out` in `format`."""
     if format == "zip":
         _write_zip(out, root, mtime)
@@ -237,7 +238,7 @@ def write_archive(root: Path, out: BinaryIO, *, format: str, mtime: int) -> None
         _write_tar(stream, root, mtime)
 
 
-def pack(root: Path, archive: Path, *, format: str, mtime: int = DEFAULT_MTIME) -> PackedArchive:
+def pack(root: Path, archive: Path, *, format: Format, mtime: int = DEFAULT_MTIME) -> PackedArchive:
     """Pack `root` into `archive` and write `archive`.sha256 beside it.
 
     Nothing appears under either final name until both are complete.

@@ -15,21 +15,27 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
-import yaml
-
+from portpy_action.choices import (
+    EXTERNAL_LIB_POLICIES,
+    FLAVORS,
+    FORMATS,
+    INSTALL_PROJECT_MODES,
+    INSTALLERS,
+    LAUNCHER_CHOICES,
+    MODES,
+    ExternalLibs,
+    Flavor,
+    Format,
+    Installer,
+    InstallProject,
+    Launchers,
+    Mode,
+)
 from portpy_action.errors import InputError
 from portpy_action.options import action_inputs, input_defaults
 from portpy_action.urls import Credentials, has_query, redact_url, split_credentials
-
-FORMATS = ("tar.gz", "tar.zst", "tar.xz", "zip")
-FLAVORS = ("install_only_stripped", "install_only")
-INSTALLERS = ("uv", "pip")
-MODES = ("build", "check")
-EXTERNAL_LIB_POLICIES = ("error", "warn", "vendor")
-INSTALL_PROJECT_MODES = ("auto", "true", "false")
-LAUNCHER_CHOICES = ("all", "none")
 
 DEFAULT_API_URL = "https://api.github.com"
 PBS_DOWNLOAD_BASE = "https://github.com/astral-sh/python-build-standalone/releases/download"
@@ -113,7 +119,7 @@ class RuntimeRequest:
     python_version: PythonVersionRequest
     build_tag: str
     target: str
-    flavor: str
+    flavor: Flavor
     cache_dir: Path
     mirror: str | None = None
     archive: Path | None = None
@@ -133,19 +139,19 @@ class RuntimeRequest:
 
 @dataclass(frozen=True)
 class BuildSpec:
-    mode: str
+    mode: Mode
     runtime: RuntimeRequest
     requirements: Path | None
     project_dir: Path | None
     exclude: tuple[str, ...]
     command: tuple[str, ...]
     name: str
-    format: str
+    format: Format
     output_dir: Path
-    installer: str
+    installer: Installer
     compile_bytecode: bool
     max_glibc: tuple[int, int] | None
-    external_libs: str
+    external_libs: ExternalLibs
     smoke_test: bool
     smoke_skip_imports: tuple[str, ...]
     smoke_command: tuple[str, ...]
@@ -153,8 +159,8 @@ class BuildSpec:
     artifact_name: str
     retention_days: int | None
     attach_to_release: str
-    install_project: str = "auto"  # auto | true | false: build project-dir as a wheel
-    launchers: str = "none"  # all | none: bin/<script> per console script
+    install_project: InstallProject = "auto"  # build project-dir as a wheel
+    launchers: Launchers = "none"  # `all`: bin/<script> per console script
     # The raw values, as given: recorded in the manifest (tokens and the
     # mirror's credentials never are).
     inputs: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -182,179 +188,27 @@ class BuildSpec:
 
         Relative paths resolve against `base_dir` (the current folder, a config
         file's folder, or the workspace). With `workspace` set, as in the action,
-        path inputs must also stay inside it.
+        path inputs must also stay inside it. Each option has its own parser
+        below; they run in input order, so the first bad input is the one named.
         """
         env = os.environ if env is None else env
-        known = action_inputs()
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise InputError(
-                unknown[0],
-                "is not an input of this action",
-                hint=f"Known inputs: {', '.join(known)}",
-            )
-        raw = input_defaults() | {k: str(v) for k, v in values.items()}
-        raw = {k: v.strip() for k, v in raw.items()}
+        raw = _raw_inputs(values)
         base = (base_dir or workspace or Path.cwd()).resolve()
         paths = _PathResolver(base, workspace.resolve() if workspace else None)
 
         mode = _choice(raw, "mode", MODES)
-        version = PythonVersionRequest.parse(raw["python-version"])
-
-        tag = raw["python-build-tag"] or "latest"
-        if tag != "latest" and not _TAG_RE.match(tag):
-            raise InputError(
-                "python-build-tag",
-                f"`{tag}` is not a python-build-standalone tag",
-                hint="Use `latest` or a release date such as `20260114`",
-            )
-
-        target = raw["target"] or machine_target()
-        if not _TARGET_RE.match(target):
-            raise InputError(
-                "target",
-                f"`{target}` is not a Linux python-build-standalone target",
-                hint="Use e.g. `x86_64-unknown-linux-gnu` or `aarch64-unknown-linux-gnu`",
-            )
-
-        mirror, mirror_credentials = _mirror(raw["python-mirror"])
-        mirror_token = raw["python-mirror-token"] or None
-        if mirror_token and not mirror:
-            raise InputError(
-                "python-mirror-token",
-                "is only sent to `python-mirror`, which is empty",
-                hint="Set python-mirror too, or drop the token",
-            )
-        if mirror_token and mirror_credentials:
-            raise InputError(
-                "python-mirror-token",
-                "is given as well as credentials in `python-mirror`",
-                hint="Authenticate to the mirror one way: drop one of them",
-            )
-
-        archive = paths.file("python-archive", raw["python-archive"])
-        sha = raw["python-sha256"].lower() or None
-        if sha and not _SHA256_RE.match(sha):
-            raise InputError(
-                "python-sha256", "must be 64 hexadecimal digits", hint="Use `sha256sum FILE`"
-            )
-        if sha and not archive:
-            raise InputError(
-                "python-sha256",
-                "is only used with `python-archive`",
-                hint="Set python-archive too, or drop it",
-            )
-
-        cache_dir = (
-            Path(raw["cache-dir"]).expanduser() if raw["cache-dir"] else default_cache_dir(env)
-        )
-        if not cache_dir.is_absolute():
-            cache_dir = base / cache_dir
-        if raw["cache-dir"] and workspace is not None:
-            _check_cache_dir(cache_dir, workspace.resolve(), env)
-
-        token = raw["github-token"]
-        if _EXPRESSION_RE.match(token):
-            token = ""
-        token = token or env.get("GITHUB_TOKEN", "")
-
-        runtime = RuntimeRequest(
-            python_version=version,
-            build_tag=tag,
-            target=target,
-            flavor=_choice(raw, "flavor", FLAVORS),
-            cache_dir=cache_dir,
-            mirror=mirror,
-            archive=archive,
-            archive_sha256=sha,
-            api_url=(env.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/"),
-            token=token or None,
-            mirror_credentials=mirror_credentials,
-            mirror_token=mirror_token,
-        )
-
+        runtime = _runtime_request(raw, paths, env)
         requirements = paths.file("requirements", raw["requirements"])
         project_dir = paths.directory("project-dir", raw["project-dir"])
-        output_dir = paths.resolve("output-dir", raw["output-dir"] or "dist")
-        _check_writable("output-dir", output_dir)
-
-        name = raw["name"] or _default_name(project_dir, env)
-        if not _NAME_RE.match(name):
-            raise InputError(
-                "name",
-                f"`{name}` cannot name a folder and an archive",
-                hint="Use letters, digits, `.`, `_`, `+` and `-`, starting with a letter or digit",
-            )
-
-        try:
-            command = tuple(shlex.split(raw["command"]))
-        except ValueError as exc:
-            raise InputError(
-                "command", f"cannot be split into arguments ({exc})", hint="Check its quotes"
-            ) from exc
-
-        max_glibc = None
-        if raw["max-glibc"]:
-            match = _GLIBC_RE.match(raw["max-glibc"])
-            if not match:
-                raise InputError(
-                    "max-glibc",
-                    f"`{raw['max-glibc']}` is not a glibc version",
-                    hint="Use e.g. `2.17` or `2.28`",
-                )
-            max_glibc = (int(match[1]), int(match[2]))
-
-        skip = _list(raw["smoke-skip-imports"])
-        for module in skip:
-            if not _MODULE_RE.match(module):
-                raise InputError(
-                    "smoke-skip-imports",
-                    f"`{module}` is not a module name",
-                    hint="List importable names such as `tkinter`",
-                )
-
-        try:
-            smoke_command = tuple(shlex.split(raw["smoke-command"]))
-        except ValueError as exc:
-            raise InputError(
-                "smoke-command", f"cannot be split into arguments ({exc})", hint="Check its quotes"
-            ) from exc
-
-        artifact_name = raw["artifact-name"]
-        bad = sorted(set(artifact_name) & _ARTIFACT_FORBIDDEN)
-        if bad:
-            raise InputError(
-                "artifact-name",
-                f"`{artifact_name}` contains {' '.join(repr(c) for c in bad)}",
-                hint='Artifact names may not contain " : < > | * ? \\ / or line breaks',
-            )
-
-        retention = None
-        if raw["retention-days"]:
-            try:
-                retention = int(raw["retention-days"])
-            except ValueError:
-                retention = 0
-            if not 1 <= retention <= 90:
-                raise InputError(
-                    "retention-days",
-                    f"`{raw['retention-days']}` is not a whole number of days from 1 to 90",
-                    hint="Leave it empty for the repository's default",
-                )
-
-        release = raw["attach-to-release"]
-        problem = tag_name_problem(release) if release else None
-        if problem:
-            raise InputError(
-                "attach-to-release",
-                f"{release!r} is not a tag name: {problem}",
-                hint="Use a tag such as `v1.2.0` (git check-ref-format rules)",
-            )
-
-        recorded = {
-            k: v for k, v in raw.items() if k not in ("github-token", "python-mirror-token")
-        }
-        recorded["python-mirror"] = redact_url(raw["python-mirror"])
+        output_dir = _output_dir(raw, paths)
+        name = _name(raw, project_dir, env)
+        command = _arguments(raw, "command")
+        max_glibc = _max_glibc(raw)
+        skip = _module_names(raw, "smoke-skip-imports")
+        smoke_command = _arguments(raw, "smoke-command")
+        artifact_name = _artifact_name(raw)
+        retention = _retention_days(raw)
+        release = _release_tag(raw)
         return cls(
             mode=mode,
             runtime=runtime,
@@ -378,82 +232,244 @@ class BuildSpec:
             attach_to_release=release,
             install_project=_choice(raw, "install-project", INSTALL_PROJECT_MODES),
             launchers=_choice(raw, "launchers", LAUNCHER_CHOICES),
-            inputs=recorded,
+            inputs=_recorded_inputs(raw),
         )
 
 
 # ----------------------------------------------------------------------------
-# config files
+# one parser per option
 
 
-def load_config(path: Path) -> list[dict[str, str]]:
-    """Read a YAML config: input names as keys, or `bundles:` (a list) for several.
-
-    Top-level keys beside `bundles:` are shared by every bundle. Values may be
-    strings, numbers, booleans or lists (joined one per line).
-    """
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(
-            "config", f"`{path}` does not exist", hint="Give the path of a YAML file"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise InputError("config", f"`{path}` is not valid YAML ({exc})", file=path) from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise InputError(
-            "config", f"`{path}` must hold a mapping of input names to values", file=path
-        )
-    bundles = data.pop("bundles", None)
-    shared = _stringify(data, path)
-    if bundles is None:
-        return [shared]
-    if (
-        not isinstance(bundles, list)
-        or not all(isinstance(b, dict) for b in bundles)
-        or not bundles
-    ):
-        raise InputError("config", "`bundles` must be a non-empty list of mappings", file=path)
-    return [shared | _stringify(b, path) for b in bundles]
-
-
-def _stringify(data: Mapping[str, Any], path: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
+def _raw_inputs(values: Mapping[str, str]) -> dict[str, str]:
+    """Every input as a stripped string, action.yml's default where none is given."""
     known = action_inputs()
-    for key, value in data.items():
-        if key not in known:
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise InputError(
+            unknown[0],
+            "is not an input of this action",
+            hint=f"Known inputs: {', '.join(known)}",
+        )
+    raw = input_defaults() | {k: str(v) for k, v in values.items()}
+    return {k: v.strip() for k, v in raw.items()}
+
+
+def _recorded_inputs(raw: Mapping[str, str]) -> dict[str, str]:
+    """The raw values for the manifest: tokens and the mirror's credentials never are."""
+    recorded = {k: v for k, v in raw.items() if k not in ("github-token", "python-mirror-token")}
+    recorded["python-mirror"] = redact_url(raw["python-mirror"])
+    return recorded
+
+
+def _runtime_request(
+    raw: Mapping[str, str], paths: _PathResolver, env: Mapping[str, str]
+) -> RuntimeRequest:
+    version = PythonVersionRequest.parse(raw["python-version"])
+    tag = _build_tag(raw)
+    target = _target(raw)
+    mirror, mirror_credentials, mirror_token = _mirror_inputs(raw)
+    archive, sha = _python_archive(raw, paths)
+    cache_dir = _cache_dir(raw, paths, env)
+    token = _github_token(raw, env)
+    return RuntimeRequest(
+        python_version=version,
+        build_tag=tag,
+        target=target,
+        flavor=_choice(raw, "flavor", FLAVORS),
+        cache_dir=cache_dir,
+        mirror=mirror,
+        archive=archive,
+        archive_sha256=sha,
+        api_url=(env.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/"),
+        token=token or None,
+        mirror_credentials=mirror_credentials,
+        mirror_token=mirror_token,
+    )
+
+
+def _build_tag(raw: Mapping[str, str]) -> str:
+    tag = raw["python-build-tag"] or "latest"
+    if tag != "latest" and not _TAG_RE.match(tag):
+        raise InputError(
+            "python-build-tag",
+            f"`{tag}` is not a python-build-standalone tag",
+            hint="Use `latest` or a release date such as `20260114`",
+        )
+    return tag
+
+
+def _target(raw: Mapping[str, str]) -> str:
+    target = raw["target"] or machine_target()
+    if not _TARGET_RE.match(target):
+        raise InputError(
+            "target",
+            f"`{target}` is not a Linux python-build-standalone target",
+            hint="Use e.g. `x86_64-unknown-linux-gnu` or `aarch64-unknown-linux-gnu`",
+        )
+    return target
+
+
+def _mirror_inputs(raw: Mapping[str, str]) -> tuple[str | None, Credentials | None, str | None]:
+    """python-mirror (without credentials), its credentials, and python-mirror-token."""
+    mirror, mirror_credentials = _mirror(raw["python-mirror"])
+    mirror_token = raw["python-mirror-token"] or None
+    if mirror_token and not mirror:
+        raise InputError(
+            "python-mirror-token",
+            "is only sent to `python-mirror`, which is empty",
+            hint="Set python-mirror too, or drop the token",
+        )
+    if mirror_token and mirror_credentials:
+        raise InputError(
+            "python-mirror-token",
+            "is given as well as credentials in `python-mirror`",
+            hint="Authenticate to the mirror one way: drop one of them",
+        )
+    return mirror, mirror_credentials, mirror_token
+
+
+def _python_archive(raw: Mapping[str, str], paths: _PathResolver) -> tuple[Path | None, str | None]:
+    """python-archive and python-sha256, which only goes with it."""
+    archive = paths.file("python-archive", raw["python-archive"])
+    sha = raw["python-sha256"].lower() or None
+    if sha and not _SHA256_RE.match(sha):
+        raise InputError(
+            "python-sha256", "must be 64 hexadecimal digits", hint="Use `sha256sum FILE`"
+        )
+    if sha and not archive:
+        raise InputError(
+            "python-sha256",
+            "is only used with `python-archive`",
+            hint="Set python-archive too, or drop it",
+        )
+    return archive, sha
+
+
+def _cache_dir(raw: Mapping[str, str], paths: _PathResolver, env: Mapping[str, str]) -> Path:
+    cache_dir = Path(raw["cache-dir"]).expanduser() if raw["cache-dir"] else default_cache_dir(env)
+    if not cache_dir.is_absolute():
+        cache_dir = paths.base / cache_dir
+    if raw["cache-dir"] and paths.workspace is not None:
+        _check_cache_dir(cache_dir, paths.workspace, env)
+    return cache_dir
+
+
+def _github_token(raw: Mapping[str, str], env: Mapping[str, str]) -> str:
+    token = raw["github-token"]
+    if _EXPRESSION_RE.match(token):
+        token = ""
+    return token or env.get("GITHUB_TOKEN", "")
+
+
+def _output_dir(raw: Mapping[str, str], paths: _PathResolver) -> Path:
+    output_dir = paths.resolve("output-dir", raw["output-dir"] or "dist")
+    _check_writable("output-dir", output_dir)
+    return output_dir
+
+
+def _name(raw: Mapping[str, str], project_dir: Path | None, env: Mapping[str, str]) -> str:
+    name = raw["name"] or _default_name(project_dir, env)
+    if not _NAME_RE.match(name):
+        raise InputError(
+            "name",
+            f"`{name}` cannot name a folder and an archive",
+            hint="Use letters, digits, `.`, `_`, `+` and `-`, starting with a letter or digit",
+        )
+    return name
+
+
+def _arguments(raw: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A command line (command, smoke-command), split as a shell would."""
+    try:
+        return tuple(shlex.split(raw[name]))
+    except ValueError as exc:
+        raise InputError(
+            name, f"cannot be split into arguments ({exc})", hint="Check its quotes"
+        ) from exc
+
+
+def _max_glibc(raw: Mapping[str, str]) -> tuple[int, int] | None:
+    if not raw["max-glibc"]:
+        return None
+    match = _GLIBC_RE.match(raw["max-glibc"])
+    if not match:
+        raise InputError(
+            "max-glibc",
+            f"`{raw['max-glibc']}` is not a glibc version",
+            hint="Use e.g. `2.17` or `2.28`",
+        )
+    return (int(match[1]), int(match[2]))
+
+
+def _module_names(raw: Mapping[str, str], name: str) -> tuple[str, ...]:
+    modules = _list(raw[name])
+    for module in modules:
+        if not _MODULE_RE.match(module):
             raise InputError(
-                str(key),
-                f"in `{path}` is not an input of this action",
-                hint=f"Known inputs: {', '.join(known)}",
-                file=path,
+                name,
+                f"`{module}` is not a module name",
+                hint="List importable names such as `tkinter`",
             )
-        if isinstance(value, bool):
-            out[key] = "true" if value else "false"
-        elif isinstance(value, list):
-            out[key] = "\n".join(str(v) for v in value)
-        elif value is None:
-            out[key] = ""
-        else:
-            out[key] = str(value)
-    return out
+    return modules
+
+
+def _artifact_name(raw: Mapping[str, str]) -> str:
+    artifact_name = raw["artifact-name"]
+    bad = sorted(set(artifact_name) & _ARTIFACT_FORBIDDEN)
+    if bad:
+        raise InputError(
+            "artifact-name",
+            f"`{artifact_name}` contains {' '.join(repr(c) for c in bad)}",
+            hint='Artifact names may not contain " : < > | * ? \\ / or line breaks',
+        )
+    return artifact_name
+
+
+def _retention_days(raw: Mapping[str, str]) -> int | None:
+    if not raw["retention-days"]:
+        return None
+    try:
+        retention = int(raw["retention-days"])
+    except ValueError:
+        retention = 0
+    if not 1 <= retention <= 90:
+        raise InputError(
+            "retention-days",
+            f"`{raw['retention-days']}` is not a whole number of days from 1 to 90",
+            hint="Leave it empty for the repository's default",
+        )
+    return retention
+
+
+def _release_tag(raw: Mapping[str, str]) -> str:
+    release = raw["attach-to-release"]
+    problem = tag_name_problem(release) if release else None
+    if problem:
+        raise InputError(
+            "attach-to-release",
+            f"{release!r} is not a tag name: {problem}",
+            hint="Use a tag such as `v1.2.0` (git check-ref-format rules)",
+        )
+    return release
 
 
 # ----------------------------------------------------------------------------
 # small validators
 
 
-def _choice(raw: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+_Choice = TypeVar("_Choice", bound=str)
+
+
+def _choice(raw: Mapping[str, str], name: str, allowed: tuple[_Choice, ...]) -> _Choice:
     value = raw[name]
-    if value not in allowed:
-        raise InputError(
-            name,
-            f"`{value}` is not one of {', '.join(allowed)}",
-            hint=f"Use one of: {', '.join(allowed)}",
-        )
-    return value
+    for choice in allowed:
+        if value == choice:
+            return choice
+    raise InputError(
+        name,
+        f"`{value}` is not one of {', '.join(allowed)}",
+        hint=f"Use one of: {', '.join(allowed)}",
+    )
 
 
 def _bool(raw: Mapping[str, str], name: str) -> bool:

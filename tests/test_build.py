@@ -16,6 +16,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import jsonschema
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
@@ -24,9 +25,10 @@ import portpy_action.pack
 from portpy_action.build import BuildResult, build
 from portpy_action.bundle.manifest import MANIFEST_NAME
 from portpy_action.bundle.sbom import SBOM_NAME, check_sbom, distribution_purl
+from portpy_action.choices import FORMATS
 from portpy_action.errors import InputError
 from portpy_action.log import Logger
-from portpy_action.spec import FORMATS, BuildSpec
+from portpy_action.spec import BuildSpec
 from tests.fixtures.pbs import PbsReleases, cache_root, pyenv_root
 from tests.fixtures.wheels import (
     NATIVE_ANSWER,
@@ -182,7 +184,7 @@ def test_the_manifest_describes_runtime_distributions_inputs_and_portability(
     assert {(PURE_NAME, "1.0"), (NATIVE_NAME, "2.0")} <= distributions
     assert inside["inputs"]["requirements"] == "requirements.txt"
     assert "github-token" not in inside["inputs"]
-    assert inside["portability"]["glibc_baseline"] == demo.glibc_baseline
+    assert inside["portability"]["glibc-baseline"] == demo.glibc_baseline
     assert inside["smoke"] == {"skip-imports": [], "command": ["run", "smoke word"]}
     assert "timings" not in inside  # would make the archive differ from run to run
 
@@ -200,6 +202,21 @@ def test_the_manifest_describes_runtime_distributions_inputs_and_portability(
     assert beside["smoke-test"]["command"] == ["run", "smoke word"]
     run_only = ("archive", "timings", "smoke-test")
     assert {k: v for k, v in beside.items() if k not in run_only} == inside
+
+
+def test_both_manifests_follow_the_published_schema(demo: BuildResult) -> None:
+    """docs/manifest.schema.json describes the real manifests, inside and beside."""
+    schema = json.loads((REPO / "docs" / "manifest.schema.json").read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    with tarfile.open(demo.archive) as opened:
+        extracted = opened.extractfile(f"demo/{MANIFEST_NAME}")
+        assert extracted is not None
+        inside = json.load(extracted)
+    beside = json.loads(demo.manifest_path.read_text(encoding="utf-8"))
+    for manifest in (inside, beside):
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(manifest)]
+        assert errors == []
+    assert {"portability", "smoke-test", "timings", "archive"} <= set(beside)
 
 
 def test_no_byte_of_the_archive_names_the_build_folder(demo: BuildResult) -> None:

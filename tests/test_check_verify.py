@@ -98,7 +98,7 @@ def test_smoke_can_be_turned_off(seed_archive: Path) -> None:
         seed_archive, max_glibc=(2, 40), external_libs="error", log=_log(), smoke=False
     )
     assert result.smoke is None
-    assert result.to_dict()["portability"]["glibc_baseline"] == result.report.glibc_baseline_text
+    assert result.to_dict()["portability"]["glibc-baseline"] == result.report.glibc_baseline_text
 
 
 def test_archive_without_a_runtime_is_refused(tmp_path: Path) -> None:

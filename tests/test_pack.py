@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from portpy_action.choices import FORMATS
 from portpy_action.errors import BundleError, PortpyError
 from portpy_action.pack import DEFAULT_MTIME, archive_mtime, pack
-from portpy_action.spec import FORMATS
 
 TAR_FLAGS = {"tar.gz": "-z", "tar.xz": "-J", "tar.zst": "--zstd"}
 

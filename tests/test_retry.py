@@ -11,10 +11,10 @@ import pytest
 
 from portpy_action.errors import PortpyError
 from portpy_action.github.artifacts import ResultsService, RunContext
-from portpy_action.github.releases import ReleaseError, ReleasesAPI
+from portpy_action.github.release_assets import ReleaseError, ReleasesAPI
 from portpy_action.log import Logger
 from portpy_action.retry import RetryPolicy, send_with_retries
-from portpy_action.runtime.http import get_json
+from portpy_action.runtime.client import get_json
 
 NOW = 1_700_000_000.0
 EXACT = RetryPolicy(attempts=3, backoff=1.0, jitter=0)

@@ -15,8 +15,8 @@ from portpy_action.errors import InputError, RuntimeFetchError
 from portpy_action.log import Logger
 from portpy_action.retry import RetryPolicy
 from portpy_action.runtime import fetch_runtime, resolve_release
+from portpy_action.runtime.client import make_client
 from portpy_action.runtime.download import cached_download
-from portpy_action.runtime.http import make_client
 from portpy_action.spec import PythonVersionRequest, RuntimeRequest, machine_target
 from tests.fixtures.fake_github import FakeGitHub
 from tests.fixtures.pbs import PbsReleases

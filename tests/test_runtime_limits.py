@@ -10,7 +10,7 @@ import pytest
 
 from portpy_action.errors import RuntimeFetchError
 from portpy_action.log import Logger
-from portpy_action.runtime.http import MAX_SMALL_BODY, get_json, get_text
+from portpy_action.runtime.client import MAX_SMALL_BODY, get_json, get_text
 
 URL = "https://mirror.test/20260410/SHA256SUMS"
 

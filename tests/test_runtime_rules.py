@@ -11,7 +11,7 @@ import pytest
 from portpy_action.errors import RuntimeFetchError
 from portpy_action.log import Logger
 from portpy_action.retry import RetryPolicy, rate_limit_wait
-from portpy_action.runtime.http import get_json, make_client
+from portpy_action.runtime.client import get_json, make_client
 from portpy_action.runtime.sysconfig import fix_sysconfig, fix_value
 
 NOW = 1_700_000_000.0

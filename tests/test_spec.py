@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from portpy_action.config import load_config
 from portpy_action.errors import InputError
 from portpy_action.options import action_inputs
-from portpy_action.spec import BuildSpec, PythonVersionRequest, load_config
+from portpy_action.spec import BuildSpec, PythonVersionRequest
 
 
 @pytest.fixture

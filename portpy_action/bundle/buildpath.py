@@ -19,6 +19,7 @@ from portpy_action.bundle.install import site_packages
 from portpy_action.bundle.record import update_records
 from portpy_action.check.elf import ElfReadError, is_elf, read_elf
 from portpy_action.errors import BundleError
+from portpy_action.runtime.sysconfig import BUILD_PREFIX
 
 # Build-time metadata of the interpreter, relative to the runtime root. The
 # runtime stage writes the real prefix into them so that sdists build on this
@@ -30,7 +31,6 @@ BUILD_METADATA = (
     "lib/pkgconfig/*.pc",
     "bin/python3*-config",
 )
-PBS_PREFIX = "/install"
 
 
 @dataclass(frozen=True)
@@ -115,12 +115,12 @@ def _restore_placeholder(
 ) -> str | None:
     prefixes = {os.fsencode(str(runtime)), os.fsencode(os.path.realpath(runtime))}
     for prefix in sorted(prefixes, key=len, reverse=True):
-        data = data.replace(prefix, PBS_PREFIX.encode())
+        data = data.replace(prefix, BUILD_PREFIX.encode())
     if any(n in data for n in needles):
         # Names the build folder outside the runtime: not a prefix we can restore.
         return None
     path.write_bytes(data)
-    return f"prefix set back to {PBS_PREFIX}"
+    return f"prefix set back to {BUILD_PREFIX}"
 
 
 def _relative_pth(path: Path, data: bytes, needles: Sequence[bytes], runtime: Path) -> str | None:

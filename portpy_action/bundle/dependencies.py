@@ -40,6 +40,7 @@ from portpy_action.bundle.pyproject import (
 )
 from portpy_action.bundle.wheelbuild import build_wheel, wheel_files
 from portpy_action.childenv import child_environ
+from portpy_action.choices import Installer, InstallProject
 from portpy_action.errors import BundleError, InputError
 from portpy_action.log import Logger
 
@@ -109,7 +110,7 @@ class InstalledProject:
 
 
 def plan_install(
-    requirements: Path | None, project_dir: Path | None, *, install_project: str
+    requirements: Path | None, project_dir: Path | None, *, install_project: InstallProject
 ) -> InstallPlan:
     """Read and check pyproject.toml and the lock; InputErrors name the file and line."""
     project = project_to_install(project_dir, install_project)
@@ -126,7 +127,7 @@ def install_plan(
     plan: InstallPlan,
     python: Path,
     *,
-    installer: str,
+    installer: Installer,
     work: Path,
     log: Logger,
     env: Mapping[str, str] | None = None,
@@ -173,7 +174,7 @@ def install_source(
     source: DependencySource,
     python: Path,
     *,
-    installer: str,
+    installer: Installer,
     work: Path,
     log: Logger,
     env: Mapping[str, str] | None = None,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import configparser
 from dataclasses import dataclass
-from email.parser import HeaderParser
 from pathlib import Path
 
 from portpy_action.bundle.install import site_packages
+from portpy_action.distributions import read_metadata
 
 _SECTIONS = ("console_scripts", "gui_scripts")
 
@@ -44,9 +44,7 @@ def console_scripts(root: Path) -> dict[str, ConsoleScript]:
 
 
 def _distribution_name(dist_info: Path) -> str:
-    metadata = dist_info / "METADATA"
-    if metadata.is_file():
-        headers = HeaderParser().parsestr(metadata.read_text(encoding="utf-8", errors="replace"))
-        if headers["Name"]:
-            return str(headers["Name"])
+    headers = read_metadata(dist_info)
+    if headers is not None and headers["Name"]:
+        return str(headers["Name"])
     return dist_info.name.split("-", 1)[0]

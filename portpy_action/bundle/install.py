@@ -15,12 +15,12 @@ import shlex
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from email.parser import HeaderParser
 from pathlib import Path
 
 from portpy_action.bundle.lockfiles import REQUIREMENTS_TXT, lock_format
 from portpy_action.childenv import child_environ
+from portpy_action.choices import Installer
+from portpy_action.distributions import Distribution, canonical_name, read_distribution
 from portpy_action.errors import BundleError, InputError
 from portpy_action.log import Logger
 
@@ -53,14 +53,6 @@ _NOT_FOUND_PATTERNS = (
     ),
     re.compile(r"No matching distribution found for (?P<name>[A-Za-z0-9._-]+)"),
 )
-
-
-@dataclass(frozen=True)
-class Distribution:
-    """One installed distribution, as its dist-info METADATA names it."""
-
-    name: str
-    version: str
 
 
 def check_requirements(path: Path, *, inside: Path | None = None) -> None:
@@ -154,7 +146,7 @@ def _split(line: str, path: Path, number: int) -> list[str]:
         ) from exc
 
 
-def installer_environment(installer: str, env: Mapping[str, str]) -> dict[str, str]:
+def installer_environment(installer: Installer, env: Mapping[str, str]) -> dict[str, str]:
     """The environment the installer runs with: the user's, index settings mirrored."""
     result = dict(env)
     for source, counterpart in INDEX_ENV_COUNTERPARTS[installer].items():
@@ -177,7 +169,7 @@ def uv_binary() -> str:
     return str(uv.find_uv_bin())
 
 
-def installer_command(installer: str, python: Path, args: Sequence[str]) -> list[str]:
+def installer_command(installer: Installer, python: Path, args: Sequence[str]) -> list[str]:
     """The command line that installs `args` (requirement options, wheels) into `python`."""
     if installer == "uv":
         return [
@@ -207,7 +199,7 @@ def installer_command(installer: str, python: Path, args: Sequence[str]) -> list
     raise ValueError(f"unknown installer {installer!r}")
 
 
-def install_command(installer: str, python: Path, requirements: Path) -> list[str]:
+def install_command(installer: Installer, python: Path, requirements: Path) -> list[str]:
     """The command line that installs `requirements` into `python`'s site-packages."""
     return installer_command(installer, python, ["--requirement", str(requirements)])
 
@@ -215,7 +207,7 @@ def install_command(installer: str, python: Path, requirements: Path) -> list[st
 def run_tool(
     command: Sequence[str],
     *,
-    installer: str,
+    installer: Installer,
     log: Logger,
     env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
@@ -234,7 +226,7 @@ def install_requirements(
     python: Path,
     requirements: Path,
     *,
-    installer: str,
+    installer: Installer,
     log: Logger,
     env: Mapping[str, str] | None = None,
 ) -> None:
@@ -272,7 +264,7 @@ def _run_process_group(command: list[str], env: Mapping[str, str]) -> tuple[str,
     return output, process.returncode
 
 
-def _install_error(output: str, installer: str, requirements: Path) -> Exception:
+def _install_error(output: str, installer: Installer, requirements: Path) -> Exception:
     for pattern in _NOT_FOUND_PATTERNS:
         match = pattern.search(output)
         if match:
@@ -295,16 +287,12 @@ def _install_error(output: str, installer: str, requirements: Path) -> Exception
 
 
 def _line_naming(requirements: Path, name: str) -> int | None:
-    wanted = _normalize(name)
+    wanted = canonical_name(name)
     for number, line in _logical_lines(requirements.read_text(encoding="utf-8")):
         match = re.match(r"[A-Za-z0-9._-]+", line)
-        if match and _normalize(match[0]) == wanted:
+        if match and canonical_name(match[0]) == wanted:
             return number
     return None
-
-
-def _normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 # ----------------------------------------------------------------------------
@@ -323,12 +311,8 @@ def site_packages(root: Path) -> Path:
 
 def installed_distributions(root: Path) -> list[Distribution]:
     """Every distribution in the runtime's site-packages, sorted by name."""
-    found = []
-    for metadata in site_packages(root).glob("*.dist-info/METADATA"):
-        headers = HeaderParser().parsestr(metadata.read_text(encoding="utf-8", errors="replace"))
-        if headers["Name"] and headers["Version"]:
-            found.append(Distribution(headers["Name"], headers["Version"]))
-    return sorted(found, key=lambda d: _normalize(d.name))
+    found = [read_distribution(d) for d in site_packages(root).glob("*.dist-info")]
+    return sorted((d for d in found if d is not None), key=lambda d: canonical_name(d.name))
 
 
 def check_path_files(root: Path) -> None:

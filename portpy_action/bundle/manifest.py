@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from portpy_action import __version__, atomic
-from portpy_action.bundle.install import Distribution
+from portpy_action.distributions import Distribution
 
 MANIFEST_NAME = "portable-python.json"
 MANIFEST_FORMAT = 1
@@ -114,7 +114,7 @@ def bundle_manifest(
     return manifest
 
 
-def build_record(
+def sidecar_manifest(
     manifest: Mapping[str, Any],
     *,
     archive: Path,
@@ -123,15 +123,15 @@ def build_record(
     timings: Mapping[str, float],
     smoke: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The copy kept next to the archive: the manifest plus this run's facts."""
-    record = {
+    """The copy kept next to the archive (`<archive>.json`): the manifest plus this run's facts."""
+    sidecar = {
         **manifest,
         "archive": {"name": archive.name, "sha256": sha256, "size": size},
         "timings": {stage: round(seconds, 3) for stage, seconds in timings.items()},
     }
     if smoke is not None:
-        record["smoke-test"] = dict(smoke)
-    return record
+        sidecar["smoke-test"] = dict(smoke)
+    return sidecar
 
 
 def manifest_json(data: Mapping[str, Any]) -> str:

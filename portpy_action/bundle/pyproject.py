@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from portpy_action.bundle.tomlfile import read_toml
+from portpy_action.choices import InstallProject
 from portpy_action.errors import InputError
 
 # What pip and uv use when pyproject.toml names no backend (PEP 517's fallback).
@@ -49,7 +50,7 @@ def read_pyproject(project_dir: Path) -> dict[str, Any]:
     return data
 
 
-def project_to_install(project_dir: Path | None, mode: str) -> Project | None:
+def project_to_install(project_dir: Path | None, mode: InstallProject) -> Project | None:
     """The project `install-project` (`mode`) asks to build as a wheel, or None."""
     if mode == "false" or project_dir is None:
         if mode == "true":

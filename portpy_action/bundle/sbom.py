@@ -28,7 +28,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email.parser import HeaderParser
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ from packageurl import PackageURL
 
 from portpy_action import __version__, atomic
 from portpy_action.bundle.manifest import ReleaseInfo
+from portpy_action.distributions import canonical_name, read_distribution, read_metadata
 from portpy_action.errors import CheckError
 
 SBOM_NAME = "sbom.cdx.json"
@@ -85,13 +85,8 @@ class DistributionFacts:
     libraries: tuple[VendoredLibrary, ...] = ()
 
 
-def normalize_name(name: str) -> str:
-    """A distribution name as PyPI and purls compare it (PEP 503)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def distribution_purl(name: str, version: str) -> str:
-    return PackageURL(type="pypi", name=normalize_name(name), version=version).to_string()
+    return PackageURL(type="pypi", name=canonical_name(name), version=version).to_string()
 
 
 # ----------------------------------------------------------------------------
@@ -102,25 +97,21 @@ def scan_distributions(site_packages: Path, bundle: Path) -> list[DistributionFa
     """Every distribution in `site_packages` with its license, RECORD hash and vendored libraries."""
     found = []
     for dist_info in sorted(site_packages.glob("*.dist-info")):
-        metadata = dist_info / "METADATA"
-        if not metadata.is_file():
-            continue
-        headers = HeaderParser().parsestr(metadata.read_text(encoding="utf-8", errors="replace"))
-        name, version = headers["Name"], headers["Version"]
-        if not name or not version:
+        headers, distribution = read_metadata(dist_info), read_distribution(dist_info)
+        if headers is None or distribution is None:
             continue
         record = dist_info / "RECORD"
         record_bytes = record.read_bytes() if record.is_file() else b""
         found.append(
             DistributionFacts(
-                name=str(name).strip(),
-                version=str(version).strip(),
+                name=distribution.name,
+                version=distribution.version,
                 license=license_of(headers.get_all("License-Expression") or [], headers),
                 record_sha256=hashlib.sha256(record_bytes).hexdigest(),
                 libraries=tuple(_vendored_libraries(record_bytes, site_packages, bundle)),
             )
         )
-    return sorted(found, key=lambda d: normalize_name(d.name))
+    return sorted(found, key=lambda d: canonical_name(d.name))
 
 
 def license_of(expressions: Sequence[str], headers: Any) -> str | None:
@@ -310,7 +301,7 @@ def listed_distributions(document: Mapping[str, Any]) -> dict[str, tuple[str, st
             ),
             "",
         )
-        listed[normalize_name(parsed.name)] = (str(parsed.version or ""), record)
+        listed[canonical_name(parsed.name)] = (str(parsed.version or ""), record)
     return listed
 
 
@@ -331,7 +322,7 @@ def check_sbom(sbom: Path, site_packages: Path, bundle: Path) -> int:
         raise CheckError(f"`{sbom.name}` is not a CycloneDX document", file=sbom)
     listed = listed_distributions(document)
     installed = {
-        normalize_name(d.name): (d.version, d.record_sha256)
+        canonical_name(d.name): (d.version, d.record_sha256)
         for d in scan_distributions(site_packages, bundle)
     }
     problems = []

@@ -13,13 +13,14 @@ from pathlib import Path, PurePosixPath
 
 from portpy_action.bundle.install import run_tool, uv_binary
 from portpy_action.bundle.pyproject import Project
+from portpy_action.choices import Installer
 from portpy_action.errors import BundleError
 from portpy_action.log import Logger
 
 BACKEND_TAIL_LINES = 20
 
 
-def wheel_command(installer: str, python: Path, project: Path, out_dir: Path) -> list[str]:
+def wheel_command(installer: Installer, python: Path, project: Path, out_dir: Path) -> list[str]:
     if installer == "uv":
         return [
             uv_binary(),
@@ -51,7 +52,7 @@ def build_wheel(
     project: Project,
     python: Path,
     *,
-    installer: str,
+    installer: Installer,
     out_dir: Path,
     log: Logger,
     env: Mapping[str, str] | None = None,

@@ -20,11 +20,9 @@ from portpy_action.check.policy import (
     policy_for_glibc,
 )
 from portpy_action.check.report import GLIBC, FileNeeds, PortabilityReport, SymbolNeed
-from portpy_action.errors import CheckError, InputError
+from portpy_action.choices import ExternalLibs
+from portpy_action.errors import CheckError
 from portpy_action.log import Logger
-
-# `vendor` copies them into the bundle before the scan (bundle/vendor.py); any left are errors.
-EXTERNAL_LIB_ACTIONS = ("error", "warn", "vendor")
 
 # Each failure gets the fixes that fit it: a missing libpq or libxcb is no glibc matter.
 GLIBC_HINT = (
@@ -80,17 +78,10 @@ def enforce_policy(
     report: PortabilityReport,
     *,
     max_glibc: tuple[int, int] | None,
-    external_libs: str,
+    external_libs: ExternalLibs,
     log: Logger,
 ) -> None:
     """Raise CheckError naming every file, distribution and symbol over the limits."""
-    if external_libs not in EXTERNAL_LIB_ACTIONS:
-        raise InputError(
-            "external-libs",
-            f"`{external_libs}` is not one of {', '.join(EXTERNAL_LIB_ACTIONS)}",
-            hint="Use `error` to fail the build, `warn` to only report them, or `vendor` "
-            "to copy them into the bundle",
-        )
     policy = policy_for_glibc(max_glibc)
     if report.policy != policy.name:
         raise ValueError(

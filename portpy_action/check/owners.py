@@ -12,8 +12,9 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from email.parser import HeaderParser
 from pathlib import Path
+
+from portpy_action.distributions import Distribution, canonical_name, read_metadata
 
 RUNTIME_OWNER = "python (runtime)"
 PROJECT_OWNER = "project"
@@ -22,9 +23,9 @@ _DIST_INFO_RE = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)\.dist-info$")
 
 
 @dataclass(frozen=True)
-class Distribution:
-    name: str
-    version: str
+class InstalledDistribution(Distribution):
+    """A distribution with the files its RECORD lists."""
+
     dist_info: Path
     # Every RECORD path as written: relative to site-packages, posix.
     entries: tuple[str, ...]
@@ -38,11 +39,9 @@ class Distribution:
 
 def _name_and_version(dist_info: Path) -> tuple[str, str]:
     """From METADATA when present (it keeps the project's own spelling), else the folder name."""
-    metadata = dist_info / "METADATA"
-    if metadata.is_file():
-        headers = HeaderParser().parsestr(metadata.read_text(encoding="utf-8", errors="replace"))
-        if headers.get("Name"):
-            return str(headers["Name"]), str(headers.get("Version", ""))
+    headers = read_metadata(dist_info)
+    if headers is not None and headers.get("Name"):
+        return str(headers["Name"]), str(headers.get("Version", ""))
     match = _DIST_INFO_RE.match(dist_info.name)
     if match:
         return match["name"], match["version"]
@@ -62,7 +61,7 @@ def _relative_to_root(entries: list[str], site_packages: Path, root: Path) -> It
             yield absolute.relative_to(root).as_posix()
 
 
-def find_distributions(root: Path) -> tuple[Distribution, ...]:
+def find_distributions(root: Path) -> tuple[InstalledDistribution, ...]:
     """Every installed distribution under `root` that has a RECORD, sorted by name."""
     found = []
     for record in sorted(root.rglob("*.dist-info/RECORD")):
@@ -70,8 +69,8 @@ def find_distributions(root: Path) -> tuple[Distribution, ...]:
         name, version = _name_and_version(dist_info)
         entries = _record_entries(dist_info)
         files = tuple(_relative_to_root(entries, dist_info.parent, root))
-        found.append(Distribution(name, version, dist_info, tuple(entries), files))
-    return tuple(sorted(found, key=lambda d: d.name.lower()))
+        found.append(InstalledDistribution(name, version, dist_info, tuple(entries), files))
+    return tuple(sorted(found, key=lambda d: canonical_name(d.name)))
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,7 @@ class Owners:
 
 
 def map_owners(
-    root: Path, distributions: tuple[Distribution, ...], runtime_prefix: Path | None
+    root: Path, distributions: tuple[InstalledDistribution, ...], runtime_prefix: Path | None
 ) -> Owners:
     by_path = {path: dist.name for dist in distributions for path in dist.files}
     prefix = None
@@ -101,7 +100,7 @@ def map_owners(
     return Owners(by_path=by_path, runtime_prefix=prefix)
 
 
-def distributions_in(site_packages: Path) -> tuple[Distribution, ...]:
+def distributions_in(site_packages: Path) -> tuple[InstalledDistribution, ...]:
     """The distributions installed directly in `site_packages`, sorted by name.
 
     Unlike `find_distributions`, dist-info folders vendored inside a package
@@ -113,5 +112,5 @@ def distributions_in(site_packages: Path) -> tuple[Distribution, ...]:
         name, version = _name_and_version(dist_info)
         entries = _record_entries(dist_info)
         files = tuple(_relative_to_root(entries, site_packages, site_packages))
-        found.append(Distribution(name, version, dist_info, tuple(entries), files))
-    return tuple(sorted(found, key=lambda d: d.name.lower()))
+        found.append(InstalledDistribution(name, version, dist_info, tuple(entries), files))
+    return tuple(sorted(found, key=lambda d: canonical_name(d.name)))

@@ -91,7 +91,7 @@ class ExternalLib:
             "soname": self.soname,
             "path": self.path,
             "distribution": self.distribution,
-            "in_bundle": self.in_bundle,
+            "in-bundle": self.in_bundle,
         }
 
 
@@ -154,13 +154,13 @@ class PortabilityReport:
                 need, file = found
                 baselines[family] = need.to_dict() | {"path": file.path}
         return {
-            "glibc_baseline": self.glibc_baseline_text if self.glibc_baseline else None,
+            "glibc-baseline": self.glibc_baseline_text if self.glibc_baseline else None,
             "baselines": baselines,
             "policy": self.policy,
-            "external_libs": [lib.to_dict() for lib in self.external_libs],
+            "external-libs": [lib.to_dict() for lib in self.external_libs],
             "files": [file.to_dict() for file in self.files],
             "unreadable": list(self.unreadable),
-            "search_paths": [entry.to_dict() for entry in self.search_paths],
+            "search-paths": [entry.to_dict() for entry in self.search_paths],
         }
 
 

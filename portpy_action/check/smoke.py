@@ -33,7 +33,7 @@ from typing import Any
 from portpy_action.archives import unpack
 from portpy_action.check.failures import ERROR, NOTICE, ImportFailure, classify, library_in
 from portpy_action.check.layout import BundleLayout, find_layout
-from portpy_action.check.owners import Distribution, distributions_in
+from portpy_action.check.owners import InstalledDistribution, distributions_in
 from portpy_action.check.policy import policy_for_glibc
 from portpy_action.check.targetroot import (
     ENTER_FAILED,
@@ -54,7 +54,7 @@ _LEAKY_ENV = ("LD_LIBRARY_PATH", "LD_PRELOAD", "LD_AUDIT", "PYTHONHOME", "PYTHON
 
 TARGET_ROOT = "target-root"  # inside a root holding glibc and the allow-list only
 MOVED_COPY = "moved-copy"  # on the build machine, from the unpacked copy
-MODES = ("auto", TARGET_ROOT, MOVED_COPY)
+SMOKE_MODES = ("auto", TARGET_ROOT, MOVED_COPY)
 
 # Runs inside the bundled interpreter. One JSON record per line into argv[1], written
 # as it goes, so a crash mid-import still tells which module was being imported. For an
@@ -114,7 +114,7 @@ class SmokeResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "python_version": self.python_version,
+            "python-version": self.python_version,
             "prefix": self.prefix,
             "imported": list(self.imported),
             "skipped": list(self.skipped),
@@ -140,7 +140,7 @@ def _module_name(entry: str) -> str | None:
     return stem if stem.isidentifier() else None
 
 
-def top_level_modules(dist: Distribution) -> tuple[str, ...]:
+def top_level_modules(dist: InstalledDistribution) -> tuple[str, ...]:
     """From `top_level.txt` when the dist-info has one, else from the RECORD's paths."""
     listed = dist.dist_info / "top_level.txt"
     if listed.is_file():
@@ -272,7 +272,7 @@ def _choose_place(
     hide: Sequence[Path],
     log: Logger,
 ) -> _Place:
-    if mode not in MODES:
+    if mode not in SMOKE_MODES:
         raise ValueError(f"unknown smoke test mode {mode!r}")
     if mode != MOVED_COPY:
         root = (

@@ -23,6 +23,7 @@ from portpy_action.check.policy import policy_for_glibc
 from portpy_action.check.report import PortabilityReport
 from portpy_action.check.scan import scan_bundle
 from portpy_action.check.smoke import SmokeResult, run_smoke, unpacked_bundle
+from portpy_action.choices import ExternalLibs
 from portpy_action.log import Logger
 from portpy_action.runtime.probe import machine_arch
 
@@ -49,7 +50,7 @@ def verify_archive(
     archive: Path,
     *,
     max_glibc: tuple[int, int] | None,
-    external_libs: str,
+    external_libs: ExternalLibs,
     skip_imports: Sequence[str] | None = None,
     log: Logger,
     smoke: bool = True,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from portpy_action.errors import InputError, PortpyError, disk_full, exit_code
 from portpy_action.github.artifacts import RunContext, UploadedArtifact, upload_artifact
-from portpy_action.github.releases import ReleaseAsset, ReleasesAPI, attach, release_holds
+from portpy_action.github.release_assets import ReleaseAsset, ReleasesAPI, attach, release_holds
 from portpy_action.github.summary import (
     BundleSummary,
     render_build,
@@ -165,15 +165,8 @@ def build_and_publish(
         hand_to_owner([spec.output_dir, spec.runtime.cache_dir], workspace)
 
     release_asset_url = next((a.url for a in assets if a.name == result.archive.name), "")
-    outputs = {
+    outputs = result.outputs() | {
         "archive-path": _in_workspace(result.archive, workspace),
-        "archive-name": result.archive.name,
-        "archive-sha256": result.sha256,
-        "archive-size": str(result.size),
-        "python-version": result.release.version,
-        "python-build-tag": result.release.tag,
-        "target": result.release.target,
-        "glibc-baseline": result.glibc_baseline or "",
         "manifest-path": _in_workspace(result.manifest_path, workspace),
         "sbom-path": _in_workspace(result.sbom_path, workspace),
         "artifact-id": str(artifact.id) if artifact else "",
@@ -181,12 +174,12 @@ def build_and_publish(
         "release-asset-url": release_asset_url,
     }
     bundle = BundleSummary(
-        archive_name=result.archive.name,
-        python_version=result.release.version,
-        build_tag=result.release.tag,
-        target=result.release.target,
+        archive_name=outputs["archive-name"],
+        python_version=outputs["python-version"],
+        build_tag=outputs["python-build-tag"],
+        target=outputs["target"],
         size=result.size,
-        sha256=result.sha256,
+        sha256=outputs["archive-sha256"],
         glibc_baseline=outputs["glibc-baseline"],
         external_libs=result.external_libs,
         distributions=tuple((dist.name, dist.version) for dist in result.distributions),

@@ -24,8 +24,8 @@ from portpy_action.errors import InputError, RuntimeFetchError
 from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
 from portpy_action.runtime import releases
+from portpy_action.runtime.client import client_for, with_auth_guard
 from portpy_action.runtime.download import cached_download
-from portpy_action.runtime.http import client_for, with_auth_guard
 from portpy_action.runtime.probe import probe_files, runs_here
 from portpy_action.runtime.releases import AssetName, Release
 from portpy_action.runtime.sysconfig import fix_sysconfig
@@ -68,7 +68,7 @@ def resolve_release(
     if request.archive is not None:
         return _archive_release(request, log)
     with _guarded(request, client) as guarded:
-        return releases.resolve_release(request, client=guarded, log=log, retry=retry, sleep=sleep)
+        return releases.lookup_release(request, client=guarded, log=log, retry=retry, sleep=sleep)
 
 
 def fetch_runtime(
@@ -90,7 +90,7 @@ def fetch_runtime(
     else:
         with _guarded(request, client) as guarded:
             with log.stage("resolve", "Resolve the python-build-standalone release"):
-                release = releases.resolve_release(
+                release = releases.lookup_release(
                     request, client=guarded, log=log, retry=retry, sleep=sleep
                 )
                 log.info(f"python-build-standalone {release.tag}: {release.asset_name}")

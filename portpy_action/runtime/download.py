@@ -18,7 +18,7 @@ from portpy_action.archives import sha256_file
 from portpy_action.errors import RuntimeFetchError, writing_to
 from portpy_action.log import Logger, Progress
 from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
-from portpy_action.runtime.http import read_body
+from portpy_action.runtime.client import read_body
 from portpy_action.runtime.releases import Release
 from portpy_action.scratch import sweep
 from portpy_action.urls import redact_url

@@ -17,11 +17,12 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from packaging.version import Version
 
 from portpy_action.errors import InputError, RuntimeFetchError
 from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
-from portpy_action.runtime.http import get_json, get_text
+from portpy_action.runtime.client import get_json, get_text
 from portpy_action.spec import RuntimeRequest
 from portpy_action.urls import redact_url
 
@@ -94,10 +95,6 @@ def parse_sha256sums(text: str) -> dict[str, str]:
     return sums
 
 
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split("."))
-
-
 def choose_asset(names: Iterable[str], request: RuntimeRequest, tag: str, log: Logger) -> AssetName:
     """Pick the asset of release `tag` that fits the request, or say what the tag has."""
     assets = [a for a in map(AssetName.parse, names) if a is not None]
@@ -113,7 +110,7 @@ def choose_asset(names: Iterable[str], request: RuntimeRequest, tag: str, log: L
     if not versions:
         have = sorted(
             {a.display_version for a in assets},
-            key=lambda v: (_version_key(v.rstrip("t")), v.endswith("t")),
+            key=lambda v: (Version(v.rstrip("t")), v.endswith("t")),
         )
         what = "a free-threaded build of " if wanted.freethreaded else ""
         raise InputError(
@@ -129,8 +126,8 @@ def choose_asset(names: Iterable[str], request: RuntimeRequest, tag: str, log: L
             f"release {tag} has no CPython {versions[0].display_version} for `{request.target}`",
             hint=f"Targets it has: {', '.join(targets)}",
         )
-    newest = max(_version_key(a.version) for a in on_target)
-    on_target = [a for a in on_target if _version_key(a.version) == newest]
+    newest = max(Version(a.version) for a in on_target)
+    on_target = [a for a in on_target if Version(a.version) == newest]
     for flavor in (request.flavor, FLAVOR_FALLBACKS.get(request.flavor)):
         chosen = next((a for a in on_target if a.flavor == flavor), None)
         if chosen is not None:
@@ -151,7 +148,7 @@ def choose_asset(names: Iterable[str], request: RuntimeRequest, tag: str, log: L
 # sources of the asset list
 
 
-def resolve_release(
+def lookup_release(
     request: RuntimeRequest,
     *,
     client: httpx.Client,
@@ -159,7 +156,11 @@ def resolve_release(
     retry: RetryPolicy = DEFAULT_RETRY,
     sleep: Sleep = time.sleep,
 ) -> Release:
-    """Resolve a request to one asset and its sha256, without downloading the asset."""
+    """Look a request up on the mirror or the releases API: one asset and its sha256.
+
+    `runtime.resolve_release` is the public entry (it also handles `python-archive`
+    and guards credentials); this is its network half.
+    """
     if request.mirror and request.build_tag != "latest":
         # The mirror's SHA256SUMS names every asset of the tag: no API call needed.
         tag = request.build_tag

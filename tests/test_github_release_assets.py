@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from portpy_action.github.releases import (
+from portpy_action.github.release_assets import (
     ReleaseError,
     ReleasesAPI,
     attach,

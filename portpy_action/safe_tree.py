@@ -20,8 +20,9 @@ import errno
 import os
 import stat
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 Parts = tuple[str, ...]
 
@@ -30,6 +31,8 @@ _MAX_HOPS = 40
 # How many path components checking all symlinks of one archive may take: pbs
 # runtimes and bundles need a few thousand; this bounds a hostile archive's cost.
 _MAX_STEPS = 10_000_000
+
+_T = TypeVar("_T")
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -89,11 +92,9 @@ class SafeTree:
         """Create the regular file `parts` from `chunks`, replacing an earlier file of that name."""
         parent = self._entry_parent(parts)
         name = parts[-1]
-        try:
-            fd = os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=parent)
-        except FileExistsError:
-            self._unlink_file(parent, parts)
-            fd = os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=parent)
+        fd = self._replacing(
+            parent, parts, lambda: os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=parent)
+        )
         with open(fd, "wb", closefd=True) as out:
             for chunk in chunks:
                 out.write(chunk)
@@ -121,23 +122,17 @@ class SafeTree:
             ):
                 raise Refused(f"is a hard link to `{show(target)}`, which is not a regular file")
             parent = self._entry_parent(parts)
-            try:
-                os.link(
+            self._replacing(
+                parent,
+                parts,
+                lambda: os.link(
                     target[-1],
                     parts[-1],
                     src_dir_fd=source_dir,
                     dst_dir_fd=parent,
                     follow_symlinks=False,
-                )
-            except FileExistsError:
-                self._unlink_file(parent, parts)
-                os.link(
-                    target[-1],
-                    parts[-1],
-                    src_dir_fd=source_dir,
-                    dst_dir_fd=parent,
-                    follow_symlinks=False,
-                )
+                ),
+            )
         except FileNotFoundError:
             raise Refused(
                 f"is a hard link to `{show(target)}`, which no earlier entry of the archive wrote"
@@ -247,6 +242,14 @@ class SafeTree:
             os.close(parent)
 
     # ------------------------------------------------------------------ descriptors
+
+    def _replacing(self, parent: int, parts: Parts, create: Callable[[], _T]) -> _T:
+        """`create()` the entry `parts`; where an earlier file holds the name, replace it."""
+        try:
+            return create()
+        except FileExistsError:
+            self._unlink_file(parent, parts)
+            return create()
 
     def _unlink_file(self, parent: int, parts: Parts) -> None:
         """Remove an earlier file called `parts` (tar lets a later member replace it)."""

@@ -134,7 +134,6 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                     log=log,
                     skip=(spec.output_dir, work),
                 )
-                check_path_files(runtime.root)
             elif not plan.empty:
                 installed = install_plan(
                     plan,
@@ -144,6 +143,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                     log=log,
                     skip=(spec.output_dir, work),
                 )
+            if not plan.empty:
                 check_path_files(runtime.root)
             distributions = installed_distributions(runtime.root)
             for dist in distributions:

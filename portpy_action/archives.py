@@ -1,10 +1,13 @@
 """Unpacking archives without trusting them: tar.gz, tar.xz, tar.zst and zip.
 
-Used for pbs runtimes (fetched from the network) and for any bundle given to
-`portpy verify`. Entries stream from the archive into `SafeTree`, which writes
-only through descriptors of folders inside the destination and makes symlinks
-last (see safe_tree.py); tarfile's extraction and its `data` filter are not
-used, since on Pythons before the 2025 fixes that filter can be slipped past.
+Used for pbs runtimes (fetched from the network), for any bundle given to
+`portpy verify`, and for the smoke test's copy of a fresh bundle. Entries stream
+from the archive, read once by tarstream.py (tar) or zipfile, into `SafeTree`,
+which writes only through descriptors of folders inside the destination and
+makes symlinks last (see safe_tree.py); tarfile's extraction and its `data`
+filter are not used, since on Pythons before the 2025 fixes that filter can be
+slipped past. Nor is the system `tar`: its guarantees against a hostile archive
+are not these, and one path for every archive is one path to get right.
 Devices and fifos are refused; symlinks, executable bits and tar mtimes are
 kept, or a bundle would not run (or would recompile its byte code).
 
@@ -24,13 +27,12 @@ import shutil
 import stat
 import tarfile
 import zipfile
-from collections.abc import Iterator
-from contextlib import ExitStack
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar, cast
 
-from isal import igzip, isal_zlib
+from isal import igzip_threaded, isal_zlib
 
 # Defined in errors.py with the rest; importable from here as before.
 from portpy_action.errors import ArchiveError as ArchiveError
@@ -38,6 +40,16 @@ from portpy_action.errors import DiskFullError as DiskFullError
 from portpy_action.errors import PortpyError
 from portpy_action.errors import WrongTopError as WrongTopError
 from portpy_action.safe_tree import Refused, SafeTree, split_name
+from portpy_action.tarstream import (
+    DIR,
+    FILE,
+    HARDLINK,
+    SYMLINK,
+    Member,
+    Readable,
+    TarFormatError,
+    TarReader,
+)
 
 FORMATS = {
     ".tar.gz": "tar.gz",
@@ -48,6 +60,8 @@ FORMATS = {
     ".tzst": "tar.zst",
     ".zip": "zip",
 }
+
+_B = TypeVar("_B", bytes, memoryview)
 
 _ZIP_UNIX = 3  # create_system of entries made on Unix: only they carry a mode
 
@@ -169,6 +183,7 @@ def _unpack(archive: Path, dest: Path, kind: str, top: str | None, budget: _Budg
 # What a corrupt or cut-off archive raises while it is read.
 _UNREADABLE: tuple[type[Exception], ...] = (
     tarfile.TarError,
+    TarFormatError,
     zipfile.BadZipFile,
     lzma.LZMAError,
     _INFLATE_ERROR,
@@ -224,11 +239,15 @@ class _Budget:
 
     def chunks(self, source: IO[bytes], declared: int | None = None) -> Iterator[bytes]:
         """`source` in 1 MiB pieces, refused as soon as the total passes the limit."""
+        return self.pieces(iter(lambda: source.read(1 << 20), b""), declared)
+
+    def pieces(self, source: Iterable[_B], declared: int | None = None) -> Iterator[_B]:
+        """The pieces of `source`, refused as soon as the total passes the limit."""
         if declared is not None and self.bytes + declared > self.limits.max_bytes:
             self.take(declared)  # refuse before writing a byte of it
-        while chunk := source.read(1 << 20):
-            self.take(len(chunk))
-            yield chunk
+        for piece in source:
+            self.take(len(piece))
+            yield piece
 
 
 def _file_mode(mode: int) -> int:
@@ -275,10 +294,9 @@ class _Writer:
 
 
 def _unpack_tar(archive: Path, kind: str, writer: _Writer) -> None:
-    with ExitStack() as stack:
-        plain = stack.enter_context(_decompressed(archive, kind))
-        # Stream mode: one pass, members read in order, never a member whole in memory.
-        tar = stack.enter_context(tarfile.open(fileobj=plain, mode="r|", bufsize=1 << 20))
+    with _decompressed(archive, kind) as plain:
+        # One pass, members in order, never a member whole in memory (tarstream.py).
+        tar = TarReader(cast(Readable, plain))  # every decompressor here has readinto
         for member in tar:
             _unpack_member(tar, member, writer)
         # Read past the end-of-archive blocks: gzip's CRC and xz's check are verified only there.
@@ -286,22 +304,20 @@ def _unpack_tar(archive: Path, kind: str, writer: _Writer) -> None:
             pass
 
 
-def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, writer: _Writer) -> None:
+def _unpack_member(tar: TarReader, member: Member, writer: _Writer) -> None:
     name = member.name
-    if member.isdir():
+    if member.kind == DIR:
         writer.run(name, "mkdir")
-    elif member.issym():
+    elif member.kind == SYMLINK:
         writer.run(name, "symlink", member.linkname)
-    elif member.islnk():
+    elif member.kind == HARDLINK:
         try:
             target = split_name(member.linkname)
         except Refused as exc:
             raise _refuse(writer.archive, name, f"is a hard link that {exc}") from None
         writer.run(name, "hardlink", target)
-    elif member.isreg() and not member.issparse():
-        source = tar.extractfile(member)
-        assert source is not None  # a regular member always has data
-        chunks = writer.budget.chunks(source, declared=member.size)
+    elif member.kind == FILE:
+        chunks = writer.budget.pieces(tar.data(), declared=member.size)
         writer.run(name, "write_file", chunks, _file_mode(member.mode), member.mtime)
     else:
         raise _refuse(writer.archive, name, "is a device, fifo, sparse or other special file")
@@ -309,8 +325,9 @@ def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, writer: _Write
 
 def _decompressed(archive: Path, kind: str) -> IO[bytes]:
     if kind == "tar.gz":
-        # ISA-L inflates about twice as fast as zlib.
-        return igzip.open(archive, "rb")  # type: ignore[no-any-return,no-untyped-call]
+        # ISA-L inflates about twice as fast as zlib, and in its own thread here, so
+        # inflating overlaps with writing the files out.
+        return igzip_threaded.open(archive, "rb", threads=1)  # type: ignore[no-any-return,no-untyped-call]
     if kind == "tar.xz":
         return lzma.open(archive, "rb")
     return _unzstd(archive)

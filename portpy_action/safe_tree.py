@@ -19,7 +19,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
@@ -33,6 +33,10 @@ _MAX_HOPS = 40
 _MAX_STEPS = 10_000_000
 
 _T = TypeVar("_T")
+Buffer = bytes | bytearray | memoryview
+
+# Folder descriptors kept open at once: bounded well below the usual 1,024 per process.
+_OPEN_DIRS = 128
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -68,7 +72,12 @@ class SafeTree:
     def __init__(self, root: Path) -> None:
         self._root = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._links: dict[Parts, str] = {}  # symlinks to make in `finish`, in archive order
-        self._parent: tuple[Parts, int] | None = None  # the last parent opened, kept open
+        # Folders already opened (made) by this tree, kept open so that the next entry
+        # in one of them, or below, walks only the components it adds. Each descriptor
+        # was reached component by component with O_NOFOLLOW, and no entry can move or
+        # replace a folder while entries arrive (symlinks wait for `finish`, only regular
+        # files are ever replaced), so a name always meets the folder it met before.
+        self._dirs: OrderedDict[Parts, int] = OrderedDict()
         # Until `finish`, only a root that was not empty can hold symlinks on disk.
         with os.scandir(self._root) as entries:
             self._had_entries = any(True for _ in entries)
@@ -76,7 +85,9 @@ class SafeTree:
         self._steps = 0  # symlink components followed in `_escape`, for all links together
 
     def close(self) -> None:
-        self._drop_parent()
+        for fd in self._dirs.values():
+            os.close(fd)
+        self._dirs.clear()
         os.close(self._root)
 
     # ------------------------------------------------------------------ entries
@@ -87,7 +98,7 @@ class SafeTree:
             self._parent_fd((*parts, ""))
 
     def write_file(
-        self, parts: Parts, chunks: Iterable[bytes], mode: int, mtime: float | None
+        self, parts: Parts, chunks: Iterable[Buffer], mode: int, mtime: float | None
     ) -> None:
         """Create the regular file `parts` from `chunks`, replacing an earlier file of that name."""
         parent = self._entry_parent(parts)
@@ -95,15 +106,18 @@ class SafeTree:
         fd = self._replacing(
             parent, parts, lambda: os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=parent)
         )
-        with open(fd, "wb", closefd=True) as out:
+        try:
             for chunk in chunks:
-                out.write(chunk)
-            out.flush()
+                view = memoryview(chunk)
+                while view:  # one write per piece, unless the kernel takes less
+                    view = view[os.write(fd, view) :]
             os.fchmod(fd, mode)
             if mtime is not None:
                 # A timestamp the file system cannot hold keeps "now".
                 with contextlib.suppress(OverflowError, ValueError):
                     os.utime(fd, (mtime, mtime))
+        finally:
+            os.close(fd)
 
     def hardlink(self, parts: Parts, target: Parts) -> None:
         """Link `parts` to the regular file `target`, which an earlier entry wrote."""
@@ -257,50 +271,65 @@ class SafeTree:
             raise Refused("is a file where an earlier entry put a folder")
         os.unlink(parts[-1], dir_fd=parent)
 
-    def _drop_parent(self) -> None:
-        if self._parent is not None:
-            os.close(self._parent[1])
-            self._parent = None
-
     def _parent_fd(self, parts: Parts) -> int:
-        """The folder holding `parts`, made (0755) where missing; cached until the next one."""
-        folder = parts[:-1]
-        if self._parent is not None and self._parent[0] == folder:
-            return self._parent[1]
-        self._drop_parent()
-        fd = self._walk(folder, create=True)
+        """The folder holding `parts`, made (0755) where missing; owned by the tree's cache."""
+        fd = self._walk(parts[:-1], create=True)
         assert fd is not None
-        self._parent = (folder, fd)
         return fd
 
     def _existing_dir(self, folder: Parts) -> int | None:
         """A new descriptor of the existing folder `folder`, or None if it is not there."""
-        return self._walk(folder, create=False)
+        fd = self._walk(folder, create=False)
+        return None if fd is None else os.dup(fd)
 
     def _walk(self, folder: Parts, *, create: bool) -> int | None:
-        current = os.dup(self._root)
+        """`folder`'s descriptor (cached: do not close it), walked from the nearest open
+        folder above it; made where missing when `create`, else None if missing."""
+        cached = self._dirs.get(folder)
+        if cached is not None:
+            self._dirs.move_to_end(folder)
+            return cached
+        depth = len(folder)
+        while depth and folder[:depth] not in self._dirs:
+            depth -= 1
+        current = self._root
+        if depth:
+            current = self._dirs[folder[:depth]]
+            self._dirs.move_to_end(folder[:depth])
+        for i in range(depth, len(folder)):
+            part = folder[i]
+            try:
+                inner = self._open_dir(part, current, create=create)
+            except OSError as exc:
+                if exc.errno == errno.ENOENT and not create:
+                    return None
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    # Linux says ENOTDIR for a symlink opened with O_DIRECTORY too.
+                    mode = os.stat(part, dir_fd=current, follow_symlinks=False).st_mode
+                    what = "a symlink" if stat.S_ISLNK(mode) else "a file"
+                    raise Refused(
+                        f"has a parent path that crosses {what} (`{show(folder[: i + 1])}`)"
+                    ) from None
+                raise
+            self._remember(folder[: i + 1], inner)
+            current = inner
+        return current
+
+    @staticmethod
+    def _open_dir(part: str, parent: int, *, create: bool) -> int:
         try:
-            for i, part in enumerate(folder):
-                if create:
-                    with contextlib.suppress(FileExistsError):
-                        os.mkdir(part, 0o755, dir_fd=current)
-                try:
-                    inner = os.open(part, _DIR_FLAGS, dir_fd=current)
-                except OSError as exc:
-                    if exc.errno == errno.ENOENT and not create:
-                        return None
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                        # Linux says ENOTDIR for a symlink opened with O_DIRECTORY too.
-                        mode = os.stat(part, dir_fd=current, follow_symlinks=False).st_mode
-                        what = "a symlink" if stat.S_ISLNK(mode) else "a file"
-                        raise Refused(
-                            f"has a parent path that crosses {what} (`{show(folder[: i + 1])}`)"
-                        ) from None
-                    raise
-                os.close(current)
-                current = inner
-            result, current = current, -1
-            return result
-        finally:
-            if current != -1:
-                os.close(current)
+            return os.open(part, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                raise
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(part, 0o755, dir_fd=parent)
+        return os.open(part, _DIR_FLAGS, dir_fd=parent)
+
+    def _remember(self, folder: Parts, fd: int) -> None:
+        """Cache `fd`; past `_OPEN_DIRS`, close the least recently used (not an ancestor
+        being walked through: those were used just now)."""
+        self._dirs[folder] = fd
+        if len(self._dirs) > _OPEN_DIRS:
+            _, oldest = self._dirs.popitem(last=False)
+            os.close(oldest)

@@ -60,7 +60,7 @@ from portpy_action.log import Logger
 from portpy_action.pack import PackedArchive, archive_mtime, pack
 from portpy_action.runtime import Release, fetch_runtime
 from portpy_action.runtime.probe import arch_of
-from portpy_action.scratch import scratch_folder, sweep
+from portpy_action.scratch import Discarded, scratch_folder, sweep, sweep_trash
 from portpy_action.spec import BuildSpec
 
 WORK_PREFIX = WORK_FOLDER_PREFIX
@@ -113,7 +113,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
     _check_inputs(spec)
     # pyproject.toml and lock files are read now: a broken one fails before any download.
     plan = plan_install(spec.requirements, spec.project_dir, install_project=spec.install_project)
-    with _work_folder(spec.output_dir) as work:
+    with _work_folder(spec.output_dir, log) as work:
         bundle = work / spec.name
         bundle.mkdir()
         runtime = fetch_runtime(spec.runtime, bundle, log=log, client=client)
@@ -310,18 +310,26 @@ def _check_inputs(spec: BuildSpec) -> None:
 
 
 @contextmanager
-def _work_folder(output_dir: Path) -> Iterator[Path]:
+def _work_folder(output_dir: Path, log: Logger) -> Iterator[Path]:
     """A hidden folder inside `output_dir` (same filesystem: the final renames are atomic).
 
     It is locked while this run lives, so a later run can tell a dead run's folder
-    from a live one's and removes only the former.
+    from a live one's and removes only the former. At the end it is renamed aside
+    and removed in the background (scratch.py); the time that took is a stage.
     """
+
+    def removed(gone: Discarded) -> None:
+        log.timings["cleanup"] = log.timings.get("cleanup", 0.0) + gone.seconds
+        log.info(f"work folder {gone.describe()}")
+
     with ExitStack() as stack:
         try:
             output_dir.mkdir(parents=True, exist_ok=True)
-            # Build folders of runs that were killed (SIGKILL, a lost runner) hold no lock.
+            # Build folders of runs that were killed (SIGKILL, a lost runner) hold no lock,
+            # nor do discarded ones whose remover was killed.
             sweep(output_dir, f"{WORK_PREFIX}*")
-            work = stack.enter_context(scratch_folder(output_dir, WORK_PREFIX))
+            sweep_trash(output_dir)
+            work = stack.enter_context(scratch_folder(output_dir, WORK_PREFIX, removed=removed))
         except OSError as exc:
             raise InputError(
                 "output-dir",

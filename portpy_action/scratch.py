@@ -6,32 +6,114 @@ lock when the process ends, however it ends, SIGKILL included; so a scratch
 path whose lock can be taken belongs to no live process and may be removed.
 Unlike a pid in the name, a lock also tells the truth across PID namespaces
 (a container and its host sharing a folder) and after pid reuse.
+
+Removing a large folder takes long (seconds for a bundle of many files), so a
+folder is discarded in two steps: renamed aside to `.portpy-trash-…` in the same
+parent (instant), then removed by a detached `rm -rf` that inherits the lock
+and so holds it until it is done. The command returns at once; a removal that
+is killed halfway leaves only a trash name, which no run takes for its work and
+the next sweep of that parent removes. Where this process is the first of its
+PID namespace (a container's entrypoint), its exit would end the remover too,
+so the removal runs in the foreground there. Either way its time is returned.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import shutil
+import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+TRASH_PREFIX = ".portpy-trash-"
+
+
+@dataclass(frozen=True)
+class Discarded:
+    """How a folder went: `seconds` this process spent on it, and whether a detached
+    process is still removing it (under the name `trash`)."""
+
+    path: Path
+    trash: Path | None  # None when it could not be renamed aside
+    seconds: float
+    background: bool
+
+    def describe(self) -> str:
+        if self.background:
+            return f"renamed aside in {self.seconds:.2f}s; removing it in the background"
+        return f"removed in {self.seconds:.2f}s"
 
 
 @contextmanager
-def scratch_folder(parent: Path, prefix: str) -> Iterator[Path]:
-    """A new folder `parent/<prefix>…`, locked while the block runs, removed after it."""
+def scratch_folder(
+    parent: Path, prefix: str, *, removed: Callable[[Discarded], None] | None = None
+) -> Iterator[Path]:
+    """A new folder `parent/<prefix>…`, locked while the block runs, discarded after it;
+    `removed` hears how (and how long) the discarding took."""
     while True:
         path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         if _lock_if_still_there(fd, path):
             break
+    failed = True
     try:
         yield path
+        failed = False
     finally:
-        shutil.rmtree(path, ignore_errors=True)
-        os.close(fd)
+        # After a failure nothing of the run may stay behind once it has exited.
+        gone = discard(path, fd, background=not failed)
+        if removed is not None:
+            removed(gone)
+
+
+def discard(path: Path, lock_fd: int, *, background: bool = True) -> Discarded:
+    """Rename the folder `path` aside and remove it, in the background (if `background`)
+    where that can outlive this process; `lock_fd` (its locked descriptor) is closed here."""
+    start = time.perf_counter()
+    try:
+        aside = path.with_name(f"{TRASH_PREFIX}{secrets.token_hex(6)}")
+        try:
+            path.rename(aside)
+            trash: Path | None = aside
+        except OSError:
+            trash = None  # a mount point, or gone: remove it where it is
+        detach = background and trash is not None and os.getpid() != 1
+        if detach and trash is not None and _remove_detached(trash, lock_fd):
+            return Discarded(path, trash, time.perf_counter() - start, background=True)
+        shutil.rmtree(trash or path, ignore_errors=True)
+        return Discarded(path, trash, time.perf_counter() - start, background=False)
+    finally:
+        os.close(lock_fd)
+
+
+# Started by a shell that exits at once, `rm` belongs to no process of ours: nothing
+# waits for it, and no zombie is left when it ends.
+_DETACH_SCRIPT = 'rm -rf -- "$1" &'
+
+
+def _remove_detached(folder: Path, lock_fd: int) -> bool:
+    """Start `rm -rf folder` in its own session, holding the lock; False if it cannot start."""
+    try:
+        starter = subprocess.run(
+            ["/bin/sh", "-c", _DETACH_SCRIPT, "portpy-discard", str(folder)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # no signal meant for this command reaches it
+            pass_fds=(lock_fd,),  # the lock lives as long as the remover
+            cwd="/",
+            check=False,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return starter.returncode == 0
 
 
 @contextmanager
@@ -54,7 +136,9 @@ def scratch_file(parent: Path, prefix: str, suffix: str) -> Iterator[Path]:
 
 
 def sweep(parent: Path, pattern: str) -> list[Path]:
-    """Remove what in `parent` matches `pattern` and no live process holds; return it."""
+    """Remove what in `parent` matches `pattern` and no live process holds; return it.
+
+    Folders are discarded (renamed aside, removed in the background)."""
     removed: list[Path] = []
     try:
         candidates = sorted(parent.glob(pattern))
@@ -74,13 +158,18 @@ def sweep(parent: Path, pattern: str) -> list[Path]:
             if not _is_same(fd, path):
                 continue
             if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
+                discard(path, os.dup(fd))  # a large folder must not hold up this run
             else:
                 path.unlink(missing_ok=True)
             removed.append(path)
         finally:
             os.close(fd)
     return removed
+
+
+def sweep_trash(parent: Path) -> list[Path]:
+    """Remove what discarded folders in `parent` a killed remover left behind."""
+    return sweep(parent, f"{TRASH_PREFIX}*")
 
 
 def _lock_if_still_there(fd: int, path: Path) -> bool:

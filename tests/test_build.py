@@ -30,6 +30,7 @@ from portpy_action.errors import InputError
 from portpy_action.log import Logger
 from portpy_action.spec import BuildSpec
 from tests.fixtures.pbs import PbsReleases, cache_root, pyenv_root
+from tests.fixtures.trash import settle
 from tests.fixtures.wheels import (
     NATIVE_ANSWER,
     NATIVE_MODULE,
@@ -236,8 +237,10 @@ def test_the_result_reports_what_was_built(demo: BuildResult) -> None:
     # A C extension compiled on this machine needs this machine's glibc, at least 2.17.
     assert demo.glibc_baseline is not None
     assert tuple(int(p) for p in demo.glibc_baseline.split(".")) >= (2, 17)
+    settle(demo.archive.parent)  # the work folder is removed in the background
     leftovers = [p.name for p in demo.archive.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+    assert "cleanup" in demo.timings  # how long this run spent on removing it
 
 
 def test_verify_gives_the_builds_portability_verdict(demo: BuildResult, inputs: Inputs) -> None:

@@ -25,6 +25,7 @@ from tests.fixtures.fake_github import FakeGitHub
 from tests.fixtures.loopback import Request, Response
 from tests.fixtures.pbs import PbsReleases
 from tests.fixtures.sdist import local_project
+from tests.fixtures.trash import settle
 
 REPO = Path(__file__).resolve().parent.parent
 WAIT = 300  # seconds to reach a stage on a busy machine; only a failed test waits that long
@@ -68,6 +69,7 @@ def terminated(process: subprocess.Popen[str]) -> str:
 
 
 def debris(*folders: Path) -> list[str]:
+    settle(*folders)  # folders discarded in the background are gone once their remover ends
     found: list[str] = []
     for folder in folders:
         if folder.exists():

@@ -46,6 +46,7 @@ from portpy_action.check.targetroot import (
 from portpy_action.childenv import child_environ
 from portpy_action.errors import CheckError
 from portpy_action.log import Logger
+from portpy_action.scratch import Discarded, scratch_folder, sweep, sweep_trash
 
 IMPORT_TIMEOUT = 600  # seconds for the whole run; a GUI toolkit waiting for a display hangs
 
@@ -521,10 +522,26 @@ def _place_problems(python: dict[str, Any], unpacked: Path, place: _Place) -> li
 
 
 @contextmanager
-def unpacked_bundle(archive: Path, *, purpose: str) -> Iterator[tuple[Path, Path, BundleLayout]]:
-    """`archive` unpacked into a fresh temporary folder: (workdir, unpacked, its layout)."""
-    with tempfile.TemporaryDirectory(prefix=f"portpy-{purpose}-") as temp:
-        workdir = Path(temp)
+def unpacked_bundle(
+    archive: Path, *, purpose: str, log: Logger | None = None
+) -> Iterator[tuple[Path, Path, BundleLayout]]:
+    """`archive` unpacked into a fresh temporary folder: (workdir, unpacked, its layout).
+
+    The folder is locked while in use and discarded after (scratch.py): renamed aside
+    and removed in the background, which `log` reports with its time. Copies that
+    killed runs left behind are swept first.
+    """
+    temp = Path(tempfile.gettempdir())
+    # Not `portpy-smoke-…`: folders of that name, made by earlier versions, held no lock.
+    prefix = f"portpy-{purpose}."
+    sweep(temp, f"{prefix}*")
+    sweep_trash(temp)
+
+    def removed(gone: Discarded) -> None:
+        if log is not None:
+            log.info(f"{purpose}: the unpacked copy was {gone.describe()}")
+
+    with scratch_folder(temp, prefix, removed=removed) as workdir:
         unpacked = workdir / "unpacked"
         unpacked.mkdir()
         unpack(archive, unpacked)
@@ -543,7 +560,7 @@ def smoke_test(
     emulator: Sequence[str] = (),
 ) -> SmokeResult:
     """Unpack `archive` to a fresh folder and run it from there (see the module doc)."""
-    with unpacked_bundle(archive, purpose="smoke") as (workdir, unpacked, layout):
+    with unpacked_bundle(archive, purpose="smoke", log=log) as (workdir, unpacked, layout):
         return run_smoke(
             layout,
             unpacked=unpacked,

@@ -66,7 +66,7 @@ def verify_archive(
     with ExitStack() as stack:
         with log.stage("unpack", f"Unpack {archive.name}"):
             workdir, unpacked, layout = stack.enter_context(
-                unpacked_bundle(archive, purpose="verify")
+                unpacked_bundle(archive, purpose="verify", log=log)
             )
             log.info(f"  runtime: {layout.prefix.relative_to(unpacked).as_posix()}")
         sbom = layout.root / SBOM_NAME

@@ -23,15 +23,15 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from portpy_action.archives import unpack
 from portpy_action.check.failures import ERROR, NOTICE, ImportFailure, classify, library_in
+from portpy_action.check.fasttemp import temp_parents
 from portpy_action.check.layout import BundleLayout, find_layout
 from portpy_action.check.owners import InstalledDistribution, distributions_in
 from portpy_action.check.policy import policy_for_glibc
@@ -44,7 +44,7 @@ from portpy_action.check.targetroot import (
     target_root_available,
 )
 from portpy_action.childenv import child_environ
-from portpy_action.errors import CheckError
+from portpy_action.errors import CheckError, DiskFullError
 from portpy_action.log import Logger
 from portpy_action.scratch import Discarded, scratch_folder, sweep, sweep_trash
 
@@ -527,24 +527,33 @@ def unpacked_bundle(
 ) -> Iterator[tuple[Path, Path, BundleLayout]]:
     """`archive` unpacked into a fresh temporary folder: (workdir, unpacked, its layout).
 
-    The folder is locked while in use and discarded after (scratch.py): renamed aside
-    and removed in the background, which `log` reports with its time. Copies that
-    killed runs left behind are swept first.
+    The folder lies in memory where it fits (check/fasttemp.py), is locked while in
+    use and discarded after (scratch.py): renamed aside and removed in the background,
+    which `log` reports with its time. Copies that killed runs left behind are swept.
     """
-    temp = Path(tempfile.gettempdir())
     # Not `portpy-smoke-…`: folders of that name, made by earlier versions, held no lock.
     prefix = f"portpy-{purpose}."
-    sweep(temp, f"{prefix}*")
-    sweep_trash(temp)
 
     def removed(gone: Discarded) -> None:
         if log is not None:
             log.info(f"{purpose}: the unpacked copy was {gone.describe()}")
 
-    with scratch_folder(temp, prefix, removed=removed) as workdir:
-        unpacked = workdir / "unpacked"
-        unpacked.mkdir()
-        unpack(archive, unpacked)
+    with ExitStack() as stack:
+        parents = temp_parents(archive.stat().st_size)
+        for parent in parents:
+            sweep(parent, f"{prefix}*")
+            sweep_trash(parent)
+            workdir = stack.enter_context(scratch_folder(parent, prefix, removed=removed))
+            unpacked = workdir / "unpacked"
+            unpacked.mkdir()
+            try:
+                unpack(archive, unpacked)
+                break
+            except DiskFullError:
+                if parent == parents[-1]:
+                    raise
+                if log is not None:
+                    log.info(f"{purpose}: {parent} filled up; unpacking on disk instead")
         yield workdir, unpacked, find_layout(unpacked, source=f"`{archive.name}`")
 
 

@@ -72,6 +72,9 @@ def _isal_stand_in(folder: Path) -> Path:
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "igzip.py").write_text("from gzip import open\n")
+    (package / "igzip_threaded.py").write_text(
+        "import gzip\ndef open(name, mode='rb', threads=1):\n    return gzip.open(name, mode)\n"
+    )
     (package / "isal_zlib.py").write_text("from zlib import error\n")
     return folder
 

@@ -54,11 +54,18 @@ def _record_entries(dist_info: Path) -> list[str]:
 
 
 def _relative_to_root(entries: list[str], site_packages: Path, root: Path) -> Iterator[str]:
+    # Plain strings, not Path objects: a large bundle's RECORDs hold tens of thousands
+    # of entries, and pathlib's parsing of each one cost a large part of a second.
+    base = os.path.normpath(site_packages)
+    top = os.path.normpath(root)
+    inside = top.rstrip("/") + "/"
     for entry in entries:
         # normpath, not resolve(): `../../../bin/x` entries must not follow symlinks.
-        absolute = Path(os.path.normpath(site_packages / entry))
-        if absolute.is_relative_to(root):
-            yield absolute.relative_to(root).as_posix()
+        absolute = os.path.normpath(os.path.join(base, entry))
+        if absolute.startswith(inside):
+            yield absolute[len(inside) :]
+        elif absolute == top:
+            yield "."
 
 
 def find_distributions(root: Path) -> tuple[InstalledDistribution, ...]:

@@ -548,15 +548,16 @@ def figure_rows(r: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
         )
     else:
         add("30-package set over the seed (B)", "", "not measured", "big_over_seed")
-    rss = {"tar.gz": b["peak_rss_mb"]} | {k: v["peak_rss_mb"] for k, v in r["formats"].items()}
+    rss = {"`tar.gz`": b["peak_rss_mb"]}
+    rss |= {f"`{k}`": v["peak_rss_mb"] for k, v in r["formats"].items()}
+    if big:
+        rss["30-package set"] = big["peak_rss_mb"]
     add(
-        "tool peak RSS: " + " / ".join(f"`{k}`" for k in rss),
+        "tool peak RSS: " + " / ".join(rss),
         "",
         " / ".join(f"{v:.0f}" for v in rss.values()) + " MB",
         "peak_rss_mb",
     )
-    if big:
-        add("tool peak RSS, 30-package set (`tar.gz`)", "", f"{big['peak_rss_mb']:.0f} MB")
     sizes = " / ".join(f"{v['archive_bytes'] / MIB:.1f}" for v in r["formats"].values())
     add(
         "B's other formats: " + " / ".join(f"`{k}`" for k in r["formats"]),

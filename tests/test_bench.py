@@ -117,7 +117,10 @@ def test_markdown_shows_every_figure_and_every_stage_any_build_reports() -> None
     assert (
         "| `tar.zst` pack time over `tar.gz`'s |  | 2.00 / 0.50 s, 4.0x | ≤ 3.0x | MISSED |" in text
     )
-    assert "80 / 310 / 150 / 70 MB | < 300 MB | MISSED |" in text
+    assert (
+        "| tool peak RSS: `tar.gz` / `tar.zst` / `tar.xz` / `zip` / 30-package set |  | 80 / 310 / 150 / 70 / 120 MB | < 300 MB | MISSED |"
+        in text
+    )
     # Stages come in run order, with names no fixed list knows (cleanup) after them.
     stage_lines = [
         line

@@ -1,7 +1,7 @@
 """Deterministic archives: the same folder gives the same bytes, every time.
 
-Entries are written in sorted order with one mtime (`SOURCE_DATE_EPOCH` when
-set), owner 0:0 without names, normalized modes (0755 for folders and
+Entries are written in a fixed order (`walk`) with one mtime (`SOURCE_DATE_EPOCH`
+when set), owner 0:0 without names, normalized modes (0755 for folders and
 executables, 0644 for the rest) and compressor settings fixed here. Symlinks and
 executable bits survive in every format (zip stores them as Unix attributes).
 Archives are streamed to a temporary name in the output folder and renamed into
@@ -34,20 +34,21 @@ from portpy_action.errors import BundleError, PortpyError
 DEFAULT_MTIME = 315532800
 
 # Compression settings are part of the output's identity: change them (or the
-# ISA-L version that deflates tar.gz) and every archive changes. ISA-L's level 3,
-# its best, deflates about eight times faster than zlib's 6 for a tenth more bytes;
-# zip uses zlib's default level (6).
-GZIP_LEVEL = 3
+# libdeflate version that deflates tar.gz) and every archive changes. The numbers
+# behind each choice are in docs/compression.md. libdeflate's level 6 in 1 MiB
+# blocks is smaller than `gzip -6` of the same tar and 2.5 times cheaper than
+# zlib's 6 (ISA-L's best, 3, is 3 times cheaper still but 11 % larger); zip
+# uses zlib's default level (6).
+GZIP_LEVEL = 6
 XZ_PRESET = 6
-# tar.zst is the small format: zstd's strongest level, with long-distance matching
-# over a 32 MiB window to find what files share (pycs, shared libraries), and match
-# tables smaller than the level's own, which keep two workers under ~200 MB.
-ZSTD_LEVEL = 19
+# tar.zst is the small format at a few times tar.gz's packing time: a middle level
+# with long-distance matching over a 128 MiB window (the most a default zstd
+# decoder accepts) to find what far-apart files share; level 19 would save another
+# tenth at twenty times the time.
+ZSTD_LEVEL = 9
 ZSTD_PARAMETERS = {
     "enable_ldm": True,
-    "window_log": 25,
-    "chain_log": 22,
-    "hash_log": 21,
+    "window_log": 27,
 }
 
 _CHUNK = 1 << 20
@@ -86,7 +87,15 @@ def archive_mtime(env: Mapping[str, str] | None = None) -> int:
 
 
 def walk(root: Path) -> Iterator[_Entry]:
-    """`root` and everything below it, sorted by path, named from `root`'s name on."""
+    """`root` and everything below it, named from `root`'s name on, in a fixed order.
+
+    Each folder's entries come sorted by name, with one exception: a module's
+    byte code (`__pycache__/<module>.*.pyc`) comes right after its source
+    `<module>.py`, so deflate's 32 KiB window sees the source's names and
+    docstrings again in the pyc; `__pycache__` itself is listed just before its
+    first pyc, and whatever in it has no source beside it comes at the end of the
+    folder. The order depends on names only, never on the file system.
+    """
     yield from _walk(root, root.name, root.name)
 
 
@@ -103,13 +112,49 @@ def _walk(path: Path, arcname: str, top: str) -> Iterator[_Entry]:
         yield _Entry(arcname, path, "symlink", 0o777, target=target)
     elif stat.S_ISDIR(st.st_mode):
         yield _Entry(arcname, path, "dir", 0o755)
-        for child in sorted(os.listdir(path)):
+        children = sorted(os.listdir(path))
+        cache = path / _PYCACHE
+        if _PYCACHE not in children or not stat.S_ISDIR(cache.lstat().st_mode):
+            for child in children:
+                yield from _walk(path / child, f"{arcname}/{child}", top)
+            return
+        pycs = _byte_code_by_source(sorted(os.listdir(cache)), set(children))
+        cache_listed = False
+        for child in children:
+            if child == _PYCACHE:
+                continue
             yield from _walk(path / child, f"{arcname}/{child}", top)
+            for pyc in pycs.pop(child, []):
+                if not cache_listed:
+                    yield _Entry(f"{arcname}/{_PYCACHE}", cache, "dir", 0o755)
+                    cache_listed = True
+                yield from _walk(cache / pyc, f"{arcname}/{_PYCACHE}/{pyc}", top)
+        if not cache_listed:
+            yield _Entry(f"{arcname}/{_PYCACHE}", cache, "dir", 0o755)
+        for rest in pycs.get("", []):
+            yield from _walk(cache / rest, f"{arcname}/{_PYCACHE}/{rest}", top)
     elif stat.S_ISREG(st.st_mode):
         mode = 0o755 if st.st_mode & 0o111 else 0o644
         yield _Entry(arcname, path, "file", mode, size=st.st_size)
     else:
         raise BundleError(f"`{arcname}` is not a file, folder or symlink and cannot be packed")
+
+
+_PYCACHE = "__pycache__"
+
+
+def _byte_code_by_source(cached: list[str], beside: set[str]) -> dict[str, list[str]]:
+    """`__pycache__`'s names grouped under the source file each belongs to, in order.
+
+    `m.cpython-312.pyc` and `m.cpython-312.opt-1.pyc` belong to `m.py` when it is
+    in `beside`; everything else goes under "" (listed after the folder's files).
+    """
+    grouped: dict[str, list[str]] = {}
+    for name in cached:
+        source = name.split(".", 1)[0] + ".py"
+        owner = source if name.endswith(".pyc") and source in beside else ""
+        grouped.setdefault(owner, []).append(name)
+    return grouped
 
 
 # ----------------------------------------------------------------------------

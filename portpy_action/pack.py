@@ -115,32 +115,38 @@ def _walk(path: Path, arcname: str, top: str) -> Iterator[_Entry]:
         yield _Entry(arcname, path, "symlink", 0o777, target=target)
     elif stat.S_ISDIR(st.st_mode):
         yield _Entry(arcname, path, "dir", 0o755)
-        children = sorted(os.listdir(path))
-        cache = path / _PYCACHE
-        if _PYCACHE not in children or not stat.S_ISDIR(cache.lstat().st_mode):
-            for child in children:
-                yield from _walk(path / child, f"{arcname}/{child}", top)
-            return
-        pycs = _byte_code_by_source(sorted(os.listdir(cache)), set(children))
-        cache_listed = False
-        for child in children:
-            if child == _PYCACHE:
-                continue
-            yield from _walk(path / child, f"{arcname}/{child}", top)
-            for pyc in pycs.pop(child, []):
-                if not cache_listed:
-                    yield _Entry(f"{arcname}/{_PYCACHE}", cache, "dir", 0o755)
-                    cache_listed = True
-                yield from _walk(cache / pyc, f"{arcname}/{_PYCACHE}/{pyc}", top)
-        if not cache_listed:
-            yield _Entry(f"{arcname}/{_PYCACHE}", cache, "dir", 0o755)
-        for rest in pycs.get("", []):
-            yield from _walk(cache / rest, f"{arcname}/{_PYCACHE}/{rest}", top)
+        yield from _walk_folder(path, arcname, top)
     elif stat.S_ISREG(st.st_mode):
         mode = 0o755 if st.st_mode & 0o111 else 0o644
         yield _Entry(arcname, path, "file", mode, size=st.st_size)
     else:
         raise BundleError(f"`{arcname}` is not a file, folder or symlink and cannot be packed")
+
+
+def _walk_folder(path: Path, arcname: str, top: str) -> Iterator[_Entry]:
+    """What is in the folder `path`, each source followed by its byte code (see `walk`)."""
+    children = sorted(os.listdir(path))
+    cache = path / _PYCACHE
+    if _PYCACHE not in children or not stat.S_ISDIR(cache.lstat().st_mode):
+        for child in children:
+            yield from _walk(path / child, f"{arcname}/{child}", top)
+        return
+    cache_entry = _Entry(f"{arcname}/{_PYCACHE}", cache, "dir", 0o755)
+    pycs = _byte_code_by_source(sorted(os.listdir(cache)), set(children))
+    cache_listed = False
+    for child in children:
+        if child == _PYCACHE:
+            continue
+        yield from _walk(path / child, f"{arcname}/{child}", top)
+        for pyc in pycs.pop(child, []):
+            if not cache_listed:
+                yield cache_entry
+                cache_listed = True
+            yield from _walk(cache / pyc, f"{cache_entry.arcname}/{pyc}", top)
+    if not cache_listed:
+        yield cache_entry
+    for rest in pycs.get("", []):
+        yield from _walk(cache / rest, f"{cache_entry.arcname}/{rest}", top)
 
 
 _PYCACHE = "__pycache__"

@@ -10,6 +10,7 @@ place only when complete, together with a `sha256sum -c` file.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import lzma
 import os
@@ -22,13 +23,16 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from portpy_action import atomic
 from portpy_action.archives import sha256_file
 from portpy_action.blockgzip import BlockGzipWriter
 from portpy_action.choices import Format
 from portpy_action.errors import BundleError, PortpyError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 # 1980-01-01T00:00:00Z: the earliest time a zip entry can hold, used by every format.
 DEFAULT_MTIME = 315532800
@@ -296,6 +300,22 @@ def write_archive(root: Path, out: BinaryIO, *, format: Format, mtime: int) -> N
         _write_tar(stream, root, mtime)
 
 
+class _Hashing(io.RawIOBase):
+    """Writes through to `out` and hashes what passes, while the workers compress."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        super().__init__()
+        self._out = out
+        self.digest = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer) -> int:
+        self.digest.update(data)
+        return self._out.write(data)
+
+
 def pack(root: Path, archive: Path, *, format: Format, mtime: int = DEFAULT_MTIME) -> PackedArchive:
     """Pack `root` into `archive` and write `archive`.sha256 beside it.
 
@@ -304,8 +324,12 @@ def pack(root: Path, archive: Path, *, format: Format, mtime: int = DEFAULT_MTIM
     sum_file = archive.with_name(archive.name + ".sha256")
     with atomic.staged(archive, sum_file) as (temp, temp_sum):
         with temp.open("wb") as out:
-            write_archive(root, out, format=format, mtime=mtime)
-        sha256 = sha256_file(temp)
+            if format == "zip":  # zipfile seeks back to fill in sizes: hashed afterwards
+                write_archive(root, out, format=format, mtime=mtime)
+            else:
+                hashing = _Hashing(out)
+                write_archive(root, cast(BinaryIO, hashing), format=format, mtime=mtime)
+        sha256 = sha256_file(temp) if format == "zip" else hashing.digest.hexdigest()
         size = temp.stat().st_size
         temp_sum.write_text(f"{sha256}  {archive.name}\n", encoding="utf-8")
     return PackedArchive(archive, sha256, size, sum_file)

@@ -7,7 +7,7 @@ allows a gzip file to be a series of members, and gunzip, `tar -z`, Python's
 gzip and tarfile, ISA-L's igzip and zlib's `gzread` all read it as one stream
 (the way bgzip's files are read). libdeflate has no preset dictionary and no
 streaming, so a block cannot be primed with the end of the one before it; it
-compresses the same data about 2.5 times faster than zlib for 1 % fewer bytes,
+compresses the same data about three times faster than zlib for 1 % fewer bytes,
 which more than makes up for that (docs/compression.md has the numbers).
 
 The blocks can be compressed on any number of threads in any order, and the

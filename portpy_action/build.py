@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from portpy_action.bundle.buildpath import remove_build_paths
-from portpy_action.bundle.bytecode import SOURCE_ONLY, compile_bytecode
+from portpy_action.bundle.bytecode import SOURCE_ONLY, compile_bytecode, source_only_paths
 from portpy_action.bundle.command import check_module, resolve_command
 from portpy_action.bundle.cross import install_plan_cross, prepare_cross, retarget_scripts
 from portpy_action.bundle.dependencies import InstalledProject, install_plan, plan_install
@@ -194,7 +194,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                     [runtime.root / "lib", bundle / "app"],
                     strip=work,
                     log=log,
-                    skip=[packages / name for name in SOURCE_ONLY],
+                    skip=source_only_paths(packages),
                 )
                 log.info(f"  {compiled} files; left as source: {', '.join(SOURCE_ONLY)}")
 

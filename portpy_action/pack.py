@@ -1,7 +1,7 @@
 """Deterministic archives: the same folder gives the same bytes, every time.
 
-Entries are written in sorted order with one mtime (`SOURCE_DATE_EPOCH` when
-set), owner 0:0 without names, normalized modes (0755 for folders and
+Entries are written in a fixed order (`walk`) with one mtime (`SOURCE_DATE_EPOCH`
+when set), owner 0:0 without names, normalized modes (0755 for folders and
 executables, 0644 for the rest) and compressor settings fixed here. Symlinks and
 executable bits survive in every format (zip stores them as Unix attributes).
 Archives are streamed to a temporary name in the output folder and renamed into
@@ -10,6 +10,7 @@ place only when complete, together with a `sha256sum -c` file.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import lzma
 import os
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from portpy_action import atomic
 from portpy_action.archives import sha256_file
@@ -30,25 +31,34 @@ from portpy_action.blockgzip import BlockGzipWriter
 from portpy_action.choices import Format
 from portpy_action.errors import BundleError, PortpyError
 
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
 # 1980-01-01T00:00:00Z: the earliest time a zip entry can hold, used by every format.
 DEFAULT_MTIME = 315532800
 
 # Compression settings are part of the output's identity: change them (or the
-# ISA-L version that deflates tar.gz) and every archive changes. ISA-L's level 3,
-# its best, deflates about eight times faster than zlib's 6 for a tenth more bytes;
+# libdeflate version that deflates tar.gz) and every archive changes. The numbers
+# behind each choice are in docs/compression.md. libdeflate's level 6 in 1 MiB
+# blocks is smaller than `gzip -6` of the same tar at a third of zlib 6's CPU
+# time; ISA-L's best (3) takes 40 % of libdeflate's time but is 12 % larger.
 # zip uses zlib's default level (6).
-GZIP_LEVEL = 3
+GZIP_LEVEL = 6
 XZ_PRESET = 6
-# tar.zst is the small format: zstd's strongest level, with long-distance matching
-# over a 32 MiB window to find what files share (pycs, shared libraries), and match
-# tables smaller than the level's own, which keep two workers under ~200 MB.
-ZSTD_LEVEL = 19
+# tar.zst is the small format at about twice tar.gz's packing time: a middle level
+# with long-distance matching over a 64 MiB window to find what far-apart files
+# share. Level 10 is 1 % smaller for a quarter more time, 12 2 % for twice the
+# time; 19 a tenth for 25 times. A 128 MiB window (the most a default zstd decoder
+# accepts) is 0.6 % smaller but holds 70 MB more once a bundle fills it.
+ZSTD_LEVEL = 9
 ZSTD_PARAMETERS = {
     "enable_ldm": True,
-    "window_log": 25,
-    "chain_log": 22,
-    "hash_log": 21,
+    "window_log": 26,
 }
+# Each zstd worker holds its own match tables (~25 MB at this level): two keep the
+# tool well under 300 MB. The output is the same for any number of workers. (The
+# long-distance matches are found in one serial pass: a second worker adds little.)
+ZSTD_WORKERS = 2
 
 _CHUNK = 1 << 20
 
@@ -86,7 +96,15 @@ def archive_mtime(env: Mapping[str, str] | None = None) -> int:
 
 
 def walk(root: Path) -> Iterator[_Entry]:
-    """`root` and everything below it, sorted by path, named from `root`'s name on."""
+    """`root` and everything below it, named from `root`'s name on, in a fixed order.
+
+    Each folder's entries come sorted by name, with one exception: a module's
+    byte code (`__pycache__/<module>.*.pyc`) comes right after its source
+    `<module>.py`, so deflate's 32 KiB window sees the source's names and
+    docstrings again in the pyc; `__pycache__` itself is listed just before its
+    first pyc, and whatever in it has no source beside it comes at the end of the
+    folder. The order depends on names only, never on the file system.
+    """
     yield from _walk(root, root.name, root.name)
 
 
@@ -103,13 +121,55 @@ def _walk(path: Path, arcname: str, top: str) -> Iterator[_Entry]:
         yield _Entry(arcname, path, "symlink", 0o777, target=target)
     elif stat.S_ISDIR(st.st_mode):
         yield _Entry(arcname, path, "dir", 0o755)
-        for child in sorted(os.listdir(path)):
-            yield from _walk(path / child, f"{arcname}/{child}", top)
+        yield from _walk_folder(path, arcname, top)
     elif stat.S_ISREG(st.st_mode):
         mode = 0o755 if st.st_mode & 0o111 else 0o644
         yield _Entry(arcname, path, "file", mode, size=st.st_size)
     else:
         raise BundleError(f"`{arcname}` is not a file, folder or symlink and cannot be packed")
+
+
+def _walk_folder(path: Path, arcname: str, top: str) -> Iterator[_Entry]:
+    """What is in the folder `path`, each source followed by its byte code (see `walk`)."""
+    children = sorted(os.listdir(path))
+    cache = path / _PYCACHE
+    if _PYCACHE not in children or not stat.S_ISDIR(cache.lstat().st_mode):
+        for child in children:
+            yield from _walk(path / child, f"{arcname}/{child}", top)
+        return
+    cache_entry = _Entry(f"{arcname}/{_PYCACHE}", cache, "dir", 0o755)
+    pycs = _byte_code_by_source(sorted(os.listdir(cache)), set(children))
+    cache_listed = False
+    for child in children:
+        if child == _PYCACHE:
+            continue
+        yield from _walk(path / child, f"{arcname}/{child}", top)
+        for pyc in pycs.pop(child, []):
+            if not cache_listed:
+                yield cache_entry
+                cache_listed = True
+            yield from _walk(cache / pyc, f"{cache_entry.arcname}/{pyc}", top)
+    if not cache_listed:
+        yield cache_entry
+    for rest in pycs.get("", []):
+        yield from _walk(cache / rest, f"{cache_entry.arcname}/{rest}", top)
+
+
+_PYCACHE = "__pycache__"
+
+
+def _byte_code_by_source(cached: list[str], beside: set[str]) -> dict[str, list[str]]:
+    """`__pycache__`'s names grouped under the source file each belongs to, in order.
+
+    `m.cpython-312.pyc` and `m.cpython-312.opt-1.pyc` belong to `m.py` when it is
+    in `beside`; everything else goes under "" (listed after the folder's files).
+    """
+    grouped: dict[str, list[str]] = {}
+    for name in cached:
+        source = name.split(".", 1)[0] + ".py"
+        owner = source if name.endswith(".pyc") and source in beside else ""
+        grouped.setdefault(owner, []).append(name)
+    return grouped
 
 
 # ----------------------------------------------------------------------------
@@ -164,7 +224,10 @@ def _zstd(out: BinaryIO) -> AbstractContextManager[io.BufferedIOBase]:
         ) from None
     # Multi-threaded zstd output depends on the parameters, not on the worker count.
     parameters = zstandard.ZstdCompressionParameters.from_level(
-        ZSTD_LEVEL, **ZSTD_PARAMETERS, threads=-1, write_checksum=True
+        ZSTD_LEVEL,
+        **ZSTD_PARAMETERS,
+        threads=min(ZSTD_WORKERS, len(os.sched_getaffinity(0))),
+        write_checksum=True,
     )
     compressor = zstandard.ZstdCompressor(compression_params=parameters)
     # A write-only stream like the other two; tarfile only calls write().
@@ -238,6 +301,22 @@ def write_archive(root: Path, out: BinaryIO, *, format: Format, mtime: int) -> N
         _write_tar(stream, root, mtime)
 
 
+class _Hashing(io.RawIOBase):
+    """Writes through to `out` and hashes what passes, while the workers compress."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        super().__init__()
+        self._out = out
+        self.digest = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer) -> int:
+        self.digest.update(data)
+        return self._out.write(data)
+
+
 def pack(root: Path, archive: Path, *, format: Format, mtime: int = DEFAULT_MTIME) -> PackedArchive:
     """Pack `root` into `archive` and write `archive`.sha256 beside it.
 
@@ -246,8 +325,12 @@ def pack(root: Path, archive: Path, *, format: Format, mtime: int = DEFAULT_MTIM
     sum_file = archive.with_name(archive.name + ".sha256")
     with atomic.staged(archive, sum_file) as (temp, temp_sum):
         with temp.open("wb") as out:
-            write_archive(root, out, format=format, mtime=mtime)
-        sha256 = sha256_file(temp)
+            if format == "zip":  # zipfile seeks back to fill in sizes: hashed afterwards
+                write_archive(root, out, format=format, mtime=mtime)
+            else:
+                hashing = _Hashing(out)
+                write_archive(root, cast(BinaryIO, hashing), format=format, mtime=mtime)
+        sha256 = sha256_file(temp) if format == "zip" else hashing.digest.hexdigest()
         size = temp.stat().st_size
         temp_sum.write_text(f"{sha256}  {archive.name}\n", encoding="utf-8")
     return PackedArchive(archive, sha256, size, sum_file)

@@ -144,3 +144,86 @@ def test_a_failed_pack_leaves_nothing_behind(tmp_path: Path) -> None:
         pack(tree, out / "demo.tar.gz", format="tar.gz")
     assert sorted(p.name for p in out.iterdir()) == ["demo.tar.gz"]
     assert (out / "demo.tar.gz").read_bytes() == b"the previous archive"
+
+
+def test_a_modules_byte_code_comes_right_after_its_source(tmp_path: Path) -> None:
+    files = [
+        "pkg/a.py",
+        "pkg/b.py",
+        "pkg/c.txt",
+        "pkg/sub/d.py",
+        "pkg/__pycache__/a.cpython-312.pyc",
+        "pkg/__pycache__/a.cpython-312.opt-1.pyc",
+        "pkg/__pycache__/b.cpython-312.pyc",
+        "pkg/__pycache__/gone.cpython-312.pyc",  # its source is not there
+        "pkg/__pycache__/notes.txt",
+        "pkg/sub/__pycache__/d.cpython-312.pyc",
+        "orphans/__pycache__/x.cpython-312.pyc",
+        "orphans/y.py",
+    ]
+    for name in files:
+        path = tmp_path / "demo" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(name.encode())
+    expected = [
+        "demo",
+        "demo/orphans",
+        "demo/orphans/y.py",
+        "demo/orphans/__pycache__",
+        "demo/orphans/__pycache__/x.cpython-312.pyc",
+        "demo/pkg",
+        "demo/pkg/a.py",
+        "demo/pkg/__pycache__",
+        "demo/pkg/__pycache__/a.cpython-312.opt-1.pyc",
+        "demo/pkg/__pycache__/a.cpython-312.pyc",
+        "demo/pkg/b.py",
+        "demo/pkg/__pycache__/b.cpython-312.pyc",
+        "demo/pkg/c.txt",
+        "demo/pkg/sub",
+        "demo/pkg/sub/d.py",
+        "demo/pkg/sub/__pycache__",
+        "demo/pkg/sub/__pycache__/d.cpython-312.pyc",
+        "demo/pkg/__pycache__/gone.cpython-312.pyc",
+        "demo/pkg/__pycache__/notes.txt",
+    ]
+    for fmt in FORMATS:
+        packed = pack(tmp_path / "demo", tmp_path / f"out.{fmt}", format=fmt)
+        if fmt == "zip":
+            with zipfile.ZipFile(packed.path) as archive:
+                names = [name.rstrip("/") for name in archive.namelist()]
+        else:
+            names = [m.name for m in tar_members(packed.path)]
+        assert names == expected, fmt
+
+
+def big_tree(root: Path) -> Path:
+    """More than one 1 MiB gzip block of text and random bytes."""
+    (root / "demo/python/lib").mkdir(parents=True)
+    (root / "demo/python/lib/text.py").write_text("def f(x):\n    return x\n" * 60_000)
+    (root / "demo/python/lib/noise.bin").write_bytes(os.urandom(1_500_000))
+    return root / "demo"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "command"),
+    [
+        ("tar.gz", ["gunzip", "-t"]),
+        ("tar.zst", ["zstd", "-q", "-t"]),
+        ("tar.xz", ["xz", "-t"]),
+        ("zip", ["unzip", "-tq"]),
+    ],
+)
+def test_the_usual_tools_read_the_archives(tmp_path: Path, fmt: str, command: list[str]) -> None:
+    tree = big_tree(tmp_path / "t")
+    packed = pack(tree, tmp_path / f"demo.{fmt}", format=fmt)
+    subprocess.run([*command, str(packed.path)], check=True, capture_output=True)
+    out = tmp_path / "x"
+    out.mkdir()
+    if fmt == "zip":
+        subprocess.run(["unzip", "-q", str(packed.path), "-d", str(out)], check=True)
+    else:
+        flag = TAR_FLAGS[fmt]
+        subprocess.run(["tar", "-x", flag, "-f", str(packed.path), "-C", str(out)], check=True)
+    for name in ("text.py", "noise.bin"):
+        relative = f"demo/python/lib/{name}"
+        assert (out / relative).read_bytes() == (tmp_path / "t" / relative).read_bytes()

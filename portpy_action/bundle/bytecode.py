@@ -10,12 +10,14 @@ folder stripped from the recorded file names.
 The files are shared out by size among one `compileall` process per core:
 compileall's own `-j` hands out one file at a time through a process pool, which
 here costs more than the second core gains. What the app never imports is left
-as source (`SOURCE_ONLY`).
+as source (`SOURCE_ONLY`, `STDLIB_SOURCE_ONLY`): such a module still imports, and
+compiles on first use where the bundle is writable.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +31,19 @@ from portpy_action.log import Logger
 # came with the runtime. The app never imports it; a later `pip install` from the
 # bundle compiles what it runs, as it would on any fresh interpreter.
 SOURCE_ONLY = ("pip",)
+# Packages of the standard library that stay source only: tools and test frameworks
+# an app does not import to start (the converter, the IDE, help()'s topics, pip's
+# bootstrap, the test suite, demos, unittest). Their pycs are about 1.3 % of a
+# seed-sized tar.gz (docs/compression.md); tkinter stays compiled for GUI apps.
+STDLIB_SOURCE_ONLY = (
+    "ensurepip",
+    "idlelib",
+    "lib2to3",
+    "pydoc_data",
+    "test",
+    "turtledemo",
+    "unittest",
+)
 
 # Fewer files than this per process would spend more on starting it than it saves.
 _MIN_FILES_PER_PROCESS = 100
@@ -110,6 +125,22 @@ def share_out(sizes: dict[Path, int], parts: int) -> list[list[Path]]:
     return [sorted(group) for group in groups if group]
 
 
+def source_only_paths(site_packages: Path) -> list[Path]:
+    """The trees left as source: `SOURCE_ONLY` in `site_packages`, `STDLIB_SOURCE_ONLY` beside it."""
+    stdlib = site_packages.parent
+    return [site_packages / name for name in SOURCE_ONLY] + [
+        stdlib / name for name in STDLIB_SOURCE_ONLY
+    ]
+
+
+def _drop_byte_code(tree: Path) -> None:
+    """Remove the `__pycache__` folders under `tree`: pbs ships timestamp pycs, stale in an archive."""
+    for folder, dirs, _ in os.walk(tree):
+        if "__pycache__" in dirs:
+            dirs.remove("__pycache__")
+            shutil.rmtree(os.path.join(folder, "__pycache__"))
+
+
 def compile_bytecode(
     python: Path,
     folders: Sequence[Path],
@@ -123,8 +154,10 @@ def compile_bytecode(
 
     Returns how many files were handed to the compiler. A file that does not
     compile (templates, Python 2 leftovers in some sdists) is reported and left
-    as source, the way pip does it.
+    as source, the way pip does it. What `skip` holds loses any byte code it had.
     """
+    for tree in skip:
+        _drop_byte_code(tree)
     sources = python_sources([f for f in folders if f.is_dir()], skip=skip)
     if not sources:
         return 0

@@ -351,8 +351,9 @@ def test_a_missing_requirements_file(fresh: Inputs, tmp_path: Path) -> None:
 
 
 def test_a_requirement_that_is_not_on_the_index(
-    fresh: Inputs, test_wheels: WheelSet, tmp_path: Path
+    fresh: Inputs, test_wheels: WheelSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "40")  # uv wraps its messages this narrow: still recognised
     requirements = test_wheels.requirements(tmp_path / "requirements.txt", "no-such-dist-xyz==1.0")
     spec = fresh.spec(requirements=str(requirements))
     with pytest.raises(InputError) as caught:

@@ -165,8 +165,12 @@ def test_pip_that_cannot_read_pylock_toml_names_the_installer_to_use(
 
 
 def test_a_uv_lock_out_of_date_with_its_project_fails_instead_of_relocking(
-    tmp_path: Path, pbs_releases: PbsReleases, test_wheels: WheelSet
+    tmp_path: Path,
+    pbs_releases: PbsReleases,
+    test_wheels: WheelSet,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "40")  # uv wraps its messages this narrow: still recognised
     index = f'no-index = true\nfind-links = ["{test_wheels.folder}"]\n'
     project = intree_project(
         tmp_path / "proj", "locked-app", dependencies=[PURE_NAME], tool_uv=index

@@ -170,6 +170,9 @@ def test_the_manifest_records_no_machine_paths_and_places_do_not_change_the_byte
             "requirements": "project/requirements.txt",
             "output-dir": str(tmp_path / place.replace("/", "-") / "out"),
             "cache-dir": str(tmp_path / place.replace("/", "-") / "cache"),
+            # Byte code too: the fast tier's proof that compiled files are reproducible
+            # (test_build's two builds of each format are the slow tier's).
+            "compile-bytecode": "true",
         }
         results.append(run_build(values, root))
     first, second = results

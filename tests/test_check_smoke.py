@@ -145,6 +145,9 @@ def test_sys_path_entry_outside_the_bundle_fails(
     assert f"sys.path entry {outside} lies outside the unpacked bundle" in str(raised.value)
 
 
+# Two more whole-bundle unpacks: the slow tier's. The fast tier's test_archives unpacks
+# every format (the same `unpack` the smoke test calls) on a small tree.
+@pytest.mark.slow
 def test_zip_and_zstd_bundles_run_too(installed_bundle: InstalledBundle, tmp_path: Path) -> None:
     # What is tested is reading each format; pack's own levels (zstd 19: minutes for a whole
     # runtime) are test_pack's subject, so these are made by tar and zip at a low level.

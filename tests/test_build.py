@@ -67,7 +67,10 @@ def quiet_log() -> Logger:
 
 @pytest.fixture(scope="module")
 def inputs(
-    tmp_path_factory: pytest.TempPathFactory, pbs_releases: PbsReleases, test_wheels: WheelSet
+    tmp_path_factory: pytest.TempPathFactory,
+    pbs_releases: PbsReleases,
+    test_wheels: WheelSet,
+    build_cache: Path,
 ) -> Inputs:
     folder = tmp_path_factory.mktemp("inputs")
     project = folder / "project"
@@ -87,7 +90,7 @@ def inputs(
         "python-version": "3.12",
         "python-archive": str(asset),
         "python-sha256": pbs_releases.sha256(pbs_releases.latest, asset.name),
-        "cache-dir": "cache",
+        "cache-dir": str(build_cache),
         "requirements": "requirements.txt",
         "project-dir": "project",
         "output-dir": "project/dist",  # inside the project, like the action's default
@@ -126,7 +129,7 @@ def run_hidden(script: str, hide: list[Path], *args: str) -> subprocess.Complete
 
 
 def test_the_moved_bundle_runs_with_the_build_folder_and_source_python_hidden(
-    demo: BuildResult, inputs: Inputs, test_wheels: WheelSet, tmp_path: Path
+    demo: BuildResult, inputs: Inputs, test_wheels: WheelSet, build_cache: Path, tmp_path: Path
 ) -> None:
     elsewhere = tmp_path / "some other place"
     elsewhere.mkdir()
@@ -138,7 +141,7 @@ cd /
 "$1/python/bin/python3" -c 'import {PURE_MODULE}, {NATIVE_MODULE}, sys; print({NATIVE_MODULE}.probe(), sys.prefix)'
 cd /tmp && "$1/run" 'an extra'
 """
-    hide = [pyenv_root(), cache_root(), inputs.folder, test_wheels.folder]
+    hide = [pyenv_root(), cache_root(), build_cache, inputs.folder, test_wheels.folder]
     result = run_hidden(script, hide, str(bundle))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

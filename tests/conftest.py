@@ -43,4 +43,3 @@ def build_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     xdist worker has its own; the tests of caching itself make their own folders.
     """
     return tmp_path_factory.mktemp("build-cache")
-

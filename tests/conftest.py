@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +33,13 @@ def clean_environ() -> Iterator[None]:
         yield
     finally:
         os.environ.update(removed)
+
+
+@pytest.fixture(scope="session")
+def build_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One `cache-dir` for the builds whose subject is not the cache.
+
+    What one build keeps there (a runtime, prepared once) the next build reuses. Each
+    xdist worker has its own; the tests of caching itself make their own folders.
+    """
+    return tmp_path_factory.mktemp("build-cache")

@@ -109,8 +109,10 @@ def build_inputs(world: World) -> dict[str, str]:
         "github-token": world.job.github_token,
         "attach-to-release": RELEASE_TAG,
         "retention-days": "5",
-        # Byte code is the bundle stage's business; here it only costs time.
+        # Byte code and the smoke test are the bundle's and the check's business (their
+        # own tests, and test_build's end-to-end build); here they only cost time.
         "compile-bytecode": "false",
+        "smoke-test": "false",
     }
 
 

@@ -30,9 +30,10 @@ def quiet_log() -> Logger:
     return Logger(io.StringIO(), github=False, tty=False)
 
 
-def runtime_inputs(pbs_releases: PbsReleases) -> dict[str, str]:
+def runtime_inputs(pbs_releases: PbsReleases, cache: Path) -> dict[str, str]:
     asset = pbs_releases.asset(pbs_releases.latest, "3.12")
     return {
+        "cache-dir": str(cache),
         "python-version": "3.12",
         "python-archive": str(asset),
         "python-sha256": pbs_releases.sha256(pbs_releases.latest, asset.name),
@@ -72,10 +73,13 @@ def manifest_in(archive: Path) -> dict[str, object]:
 
 @pytest.mark.slow  # two whole builds
 def test_an_output_folder_that_is_the_project_folder_does_not_grow_the_archive(
-    pbs_releases: PbsReleases, tmp_path: Path
+    pbs_releases: PbsReleases, tmp_path: Path, build_cache: Path
 ) -> None:
     project = make_project(tmp_path / "project")
-    values = runtime_inputs(pbs_releases) | {"project-dir": "project", "output-dir": "project"}
+    values = runtime_inputs(pbs_releases, build_cache) | {
+        "project-dir": "project",
+        "output-dir": "project",
+    }
     first = run_build(values, tmp_path)
     second = run_build(values, tmp_path)
     assert second.archive == first.archive
@@ -94,7 +98,7 @@ def test_an_output_folder_that_is_the_project_folder_does_not_grow_the_archive(
 
 
 def test_folders_holding_earlier_archives_or_build_folders_stay_out(
-    pbs_releases: PbsReleases, tmp_path: Path
+    pbs_releases: PbsReleases, tmp_path: Path, build_cache: Path
 ) -> None:
     project = make_project(tmp_path / "project")
     old = project / "old-dist"
@@ -108,7 +112,10 @@ def test_folders_holding_earlier_archives_or_build_folders_stay_out(
     # A `.sha256` that is not ours does not hide its folder.
     (project / "sums").mkdir()
     (project / "sums" / "notes.sha256").write_text("my own checksum notes\n")
-    values = runtime_inputs(pbs_releases) | {"project-dir": "project", "output-dir": "out"}
+    values = runtime_inputs(pbs_releases, build_cache) | {
+        "project-dir": "project",
+        "output-dir": "out",
+    }
     result = run_build(values, tmp_path)
     app = sorted(n.removeprefix("demo/app/") for n in names_in(result.archive) if "/app/" in n)
     assert app == ["main.py", "sums", "sums/notes.sha256"]
@@ -119,14 +126,14 @@ def test_folders_holding_earlier_archives_or_build_folders_stay_out(
 
 
 def test_a_local_sdist_builds_with_the_default_installer(
-    pbs_releases: PbsReleases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pbs_releases: PbsReleases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, build_cache: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)  # installers read `./mypkg` from the working folder
     monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)  # as on a runner
     local_project(tmp_path / "mypkg", "my-local-pkg")
     (tmp_path / "requirements.txt").write_text("--no-index\n./mypkg\n")
     make_project(tmp_path / "project")
-    values = runtime_inputs(pbs_releases) | {
+    values = runtime_inputs(pbs_releases, build_cache) | {
         "project-dir": "project",
         "output-dir": "out",
         "requirements": "requirements.txt",
@@ -139,10 +146,10 @@ def test_a_local_sdist_builds_with_the_default_installer(
 
 
 def test_a_runtime_archive_with_a_name_of_its_own_builds(
-    pbs_releases: PbsReleases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pbs_releases: PbsReleases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, build_cache: Path
 ) -> None:
     monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)  # as on a runner
-    values = runtime_inputs(pbs_releases)
+    values = runtime_inputs(pbs_releases, build_cache)
     renamed = tmp_path / "our-python.tar.gz"
     shutil.copy(values["python-archive"], renamed)
     make_project(tmp_path / "project")
@@ -158,18 +165,21 @@ def test_a_runtime_archive_with_a_name_of_its_own_builds(
 
 @pytest.mark.slow  # two whole builds
 def test_the_manifest_records_no_machine_paths_and_places_do_not_change_the_bytes(
-    pbs_releases: PbsReleases, tmp_path: Path
+    pbs_releases: PbsReleases, tmp_path: Path, build_cache: Path
 ) -> None:
     results = []
     for place in ("first/checkout", "second/elsewhere/checkout"):
         root = tmp_path / place
         make_project(root / "project")
         (root / "project" / "requirements.txt").write_text("--no-index\n")
-        values = runtime_inputs(pbs_releases) | {
+        values = runtime_inputs(pbs_releases, build_cache) | {
             "project-dir": "project",
             "requirements": "project/requirements.txt",
             "output-dir": str(tmp_path / place.replace("/", "-") / "out"),
             "cache-dir": str(tmp_path / place.replace("/", "-") / "cache"),
+            # Byte code too: the fast tier's proof that compiled files are reproducible
+            # (test_build's two builds of each format are the slow tier's).
+            "compile-bytecode": "true",
         }
         results.append(run_build(values, root))
     first, second = results
@@ -178,7 +188,10 @@ def test_the_manifest_records_no_machine_paths_and_places_do_not_change_the_byte
     assert isinstance(inputs, dict)
     text = json.dumps(inputs)
     assert str(tmp_path) not in text
-    assert inputs["python-archive"] == Path(runtime_inputs(pbs_releases)["python-archive"]).name
+    assert (
+        inputs["python-archive"]
+        == Path(runtime_inputs(pbs_releases, build_cache)["python-archive"]).name
+    )
     assert inputs["requirements"] == "requirements.txt"  # relative to the project
     assert len(inputs["requirements-sha256"]) == 64
     for gone in ("output-dir", "cache-dir", "project-dir", "github-token", "python-mirror"):

@@ -20,8 +20,8 @@ from portpy_action.log import Logger
 from portpy_action.pack import pack
 from tests.fixtures.native import BUNDLE_NAME, InstalledBundle, install_dist
 
-# Leaves out the slow import (pip) and the one that reads the build folder.
-QUICK = ["pip", "touchy"]
+# Leaves out the import that reads the build folder.
+QUICK = ["touchy"]
 
 
 def _log() -> Logger:
@@ -64,7 +64,7 @@ def test_the_bundle_runs_in_a_target_like_root_with_every_distribution_imported(
     result = smoke_test(good_archive, log=_log())
     assert isinstance(result, SmokeResult)
     assert (result.mode, result.policy) == (TARGET_ROOT, policy_for_glibc(None).name)
-    assert {"fastrand", "_fastrand_impl", "greeter", "pip"} <= set(result.imported)
+    assert {"fastrand", "_fastrand_impl", "greeter"} <= set(result.imported)
     assert result.prefix == f"{BUNDLE_NAME}/python"
     assert result.python_version.startswith("3.12.")
     assert result.skipped == ()
@@ -77,7 +77,7 @@ def test_the_bundle_runs_in_a_target_like_root_with_every_distribution_imported(
 def test_the_moved_copy_mode_runs_on_the_build_machine(good_archive: Path) -> None:
     result = smoke_test(good_archive, log=_log(), mode=MOVED_COPY)
     assert (result.mode, result.policy, result.failures) == (MOVED_COPY, None, ())
-    assert {"fastrand", "greeter", "touchy", "pip"} <= set(result.imported)
+    assert {"fastrand", "greeter", "touchy"} <= set(result.imported)
 
 
 def test_a_broken_package_is_a_warning_naming_the_module_with_its_traceback(
@@ -145,6 +145,9 @@ def test_sys_path_entry_outside_the_bundle_fails(
     assert f"sys.path entry {outside} lies outside the unpacked bundle" in str(raised.value)
 
 
+# Two more whole-bundle unpacks: the slow tier's. The fast tier's test_archives unpacks
+# every format (the same `unpack` the smoke test calls) on a small tree.
+@pytest.mark.slow
 def test_zip_and_zstd_bundles_run_too(installed_bundle: InstalledBundle, tmp_path: Path) -> None:
     # What is tested is reading each format; pack's own levels (zstd 19: minutes for a whole
     # runtime) are test_pack's subject, so these are made by tar and zip at a low level.

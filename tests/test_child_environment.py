@@ -121,9 +121,9 @@ def dumps(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One private copy of the fixture runtime; each installer installs its own project."""
+    """One private copy of the (stripped) fixture runtime; each installer installs its own project."""
     root = tmp_path_factory.mktemp("runtime") / "python"
-    shutil.copytree(cached_runtime_tree("3.12"), root, symlinks=True)
+    shutil.copytree(cached_runtime_tree("3.12", stripped=True), root, symlinks=True)
     return root
 
 

@@ -24,6 +24,8 @@ def test_a_session_started_inside_a_workflow_hides_its_variables() -> None:
             "-q",
             "-p",
             "no:cacheprovider",
+            "-n",
+            "0",  # one test: no xdist workers to start
             f"{__file__}::test_the_machines_workflow_variables_are_not_seen",
         ],
         env=env,

@@ -45,8 +45,10 @@ def quiet_log() -> Logger:
     return Logger(io.StringIO(), github=False, tty=False)
 
 
-def spec_for(tmp_path: Path, pbs_releases: PbsReleases, **values: str) -> BuildSpec:
-    inputs = runtime_inputs(pbs_releases, tmp_path / "cache") | {
+def spec_for(
+    tmp_path: Path, pbs_releases: PbsReleases, build_cache: Path, **values: str
+) -> BuildSpec:
+    inputs = runtime_inputs(pbs_releases, build_cache) | {
         "output-dir": str(tmp_path / "out"),
         "smoke-test": "false",
         "compile-bytecode": "false",
@@ -84,13 +86,13 @@ def test_the_requirements_format_is_told_by_the_file_name(name: str, expected: s
 
 
 def test_a_broken_pyproject_names_the_file_and_line(
-    tmp_path: Path, pbs_releases: PbsReleases
+    tmp_path: Path, pbs_releases: PbsReleases, build_cache: Path
 ) -> None:
     project = write_files(
         tmp_path / "proj",
         {"pyproject.toml": '[project]\nname = "x"\nversion = 1.0.0\n', "main.py": ""},
     )
-    spec = spec_for(tmp_path, pbs_releases, project_dir=str(project))
+    spec = spec_for(tmp_path, pbs_releases, build_cache, project_dir=str(project))
     with pytest.raises(InputError) as caught:
         build(spec, log=quiet_log())
     assert caught.value.input == "project-dir"
@@ -101,13 +103,13 @@ def test_a_broken_pyproject_names_the_file_and_line(
 
 
 def test_a_broken_uv_lock_in_the_project_names_the_file_and_line(
-    tmp_path: Path, pbs_releases: PbsReleases
+    tmp_path: Path, pbs_releases: PbsReleases, build_cache: Path
 ) -> None:
     project = write_files(
         tmp_path / "proj",
         {"main.py": "", "pyproject.toml": "", "uv.lock": 'version = 1\n\n[[package]\nname = "a"\n'},
     )
-    spec = spec_for(tmp_path, pbs_releases, project_dir=str(project))
+    spec = spec_for(tmp_path, pbs_releases, build_cache, project_dir=str(project))
     with pytest.raises(InputError) as caught:
         build(spec, log=quiet_log())
     assert (caught.value.input, caught.value.file, caught.value.line) == (
@@ -119,10 +121,12 @@ def test_a_broken_uv_lock_in_the_project_names_the_file_and_line(
 
 
 def test_a_broken_pylock_given_as_requirements_names_the_file_and_line(
-    tmp_path: Path, pbs_releases: PbsReleases
+    tmp_path: Path, pbs_releases: PbsReleases, build_cache: Path
 ) -> None:
     lock = write_files(tmp_path, {"pylock.toml": 'lock-version = "1.0"\npackages = [\n'})
-    spec = spec_for(tmp_path, pbs_releases, project_dir="", requirements=str(lock / "pylock.toml"))
+    spec = spec_for(
+        tmp_path, pbs_releases, build_cache, project_dir="", requirements=str(lock / "pylock.toml")
+    )
     with pytest.raises(InputError) as caught:
         build(spec, log=quiet_log())
     assert caught.value.input == "requirements"
@@ -130,20 +134,24 @@ def test_a_broken_pylock_given_as_requirements_names_the_file_and_line(
     assert caught.value.line == 2
 
 
-def test_install_project_true_needs_a_project(tmp_path: Path, pbs_releases: PbsReleases) -> None:
+def test_install_project_true_needs_a_project(
+    tmp_path: Path, pbs_releases: PbsReleases, build_cache: Path
+) -> None:
     project = write_files(tmp_path / "proj", {"main.py": ""})
-    spec = spec_for(tmp_path, pbs_releases, project_dir=str(project), install_project="true")
+    spec = spec_for(
+        tmp_path, pbs_releases, build_cache, project_dir=str(project), install_project="true"
+    )
     with pytest.raises(InputError) as caught:
         build(spec, log=quiet_log())
     assert caught.value.input == "install-project"
     assert "no pyproject.toml" in str(caught.value)
     with pytest.raises(InputError) as caught:
-        spec_for(tmp_path, pbs_releases, install_project="sometimes")
+        spec_for(tmp_path, pbs_releases, build_cache, install_project="sometimes")
     assert caught.value.input == "install-project"
 
 
 def test_pip_that_cannot_read_pylock_toml_names_the_installer_to_use(
-    tmp_path: Path, pbs_releases: PbsReleases
+    tmp_path: Path, pbs_releases: PbsReleases, build_cache: Path
 ) -> None:
     # The fixture runtime's pip (23.x) predates pylock.toml support.
     lock = write_files(
@@ -152,6 +160,7 @@ def test_pip_that_cannot_read_pylock_toml_names_the_installer_to_use(
     spec = spec_for(
         tmp_path,
         pbs_releases,
+        build_cache,
         project_dir="",
         requirements=str(lock / "pylock.toml"),
         installer="pip",
@@ -165,8 +174,13 @@ def test_pip_that_cannot_read_pylock_toml_names_the_installer_to_use(
 
 
 def test_a_uv_lock_out_of_date_with_its_project_fails_instead_of_relocking(
-    tmp_path: Path, pbs_releases: PbsReleases, test_wheels: WheelSet
+    tmp_path: Path,
+    pbs_releases: PbsReleases,
+    test_wheels: WheelSet,
+    monkeypatch: pytest.MonkeyPatch,
+    build_cache: Path,
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "40")  # uv wraps its messages this narrow: still recognised
     index = f'no-index = true\nfind-links = ["{test_wheels.folder}"]\n'
     project = intree_project(
         tmp_path / "proj", "locked-app", dependencies=[PURE_NAME], tool_uv=index
@@ -181,7 +195,7 @@ def test_a_uv_lock_out_of_date_with_its_project_fails_instead_of_relocking(
     pyproject.write_text(
         pyproject.read_text().replace(f'["{PURE_NAME}"]', f'["{PURE_NAME}", "{NATIVE_NAME}"]')
     )
-    spec = spec_for(tmp_path, pbs_releases, project_dir=str(project))
+    spec = spec_for(tmp_path, pbs_releases, build_cache, project_dir=str(project))
     with pytest.raises(InputError) as caught:
         build(spec, log=quiet_log())
     assert caught.value.input == "project-dir"
@@ -193,13 +207,13 @@ def test_a_uv_lock_out_of_date_with_its_project_fails_instead_of_relocking(
 
 
 def test_a_failing_build_backend_names_the_project_and_its_last_lines(
-    tmp_path: Path, pbs_releases: PbsReleases, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, pbs_releases: PbsReleases, monkeypatch: pytest.MonkeyPatch, build_cache: Path
 ) -> None:
     (tmp_path / "no-wheels").mkdir()
     for name, value in offline_index_env(tmp_path / "no-wheels").items():
         monkeypatch.setenv(name, value)
     project = intree_project(tmp_path / "proj", "broken-app", description="fail")
-    spec = spec_for(tmp_path, pbs_releases, project_dir=str(project))
+    spec = spec_for(tmp_path, pbs_releases, build_cache, project_dir=str(project))
     with pytest.raises(BundleError) as caught:
         build(spec, log=quiet_log())
     message = str(caught.value)
@@ -218,10 +232,16 @@ def test_a_failing_build_backend_names_the_project_and_its_last_lines(
     [(["nosuch", "--port", "1"], "nosuch"), (["lib/missing.py"], "lib/missing.py")],
 )
 def test_a_command_naming_nothing_fails_the_build(
-    tmp_path: Path, pbs_releases: PbsReleases, command: list[str], looked_for: str
+    tmp_path: Path,
+    pbs_releases: PbsReleases,
+    command: list[str],
+    looked_for: str,
+    build_cache: Path,
 ) -> None:
     project = write_files(tmp_path / "proj", {"tool.py": "print('tool')\n"})
-    spec = spec_for(tmp_path, pbs_releases, project_dir=str(project), command=" ".join(command))
+    spec = spec_for(
+        tmp_path, pbs_releases, build_cache, project_dir=str(project), command=" ".join(command)
+    )
     with pytest.raises(InputError) as caught:
         build(spec, log=quiet_log())
     assert caught.value.input == "command"
@@ -232,10 +252,12 @@ def test_a_command_naming_nothing_fails_the_build(
 
 
 def test_a_module_the_bundled_python_cannot_find_fails_the_build(
-    tmp_path: Path, pbs_releases: PbsReleases
+    tmp_path: Path, pbs_releases: PbsReleases, build_cache: Path
 ) -> None:
     project = write_files(tmp_path / "proj", {"pkg/__init__.py": ""})
-    spec = spec_for(tmp_path, pbs_releases, project_dir=str(project), command="-m pkg.missing")
+    spec = spec_for(
+        tmp_path, pbs_releases, build_cache, project_dir=str(project), command="-m pkg.missing"
+    )
     with pytest.raises(InputError) as caught:
         build(spec, log=quiet_log())
     assert caught.value.input == "command"

@@ -231,7 +231,8 @@ def export_uv_lock(source: DependencySource, python: Path, output: Path, *, log:
     result = run_tool(uv_export_command(source, python, output), installer="uv", log=log, env=env)
     if result.returncode == 0 and output.is_file():
         return output
-    if _OUT_OF_DATE in result.stdout:
+    # uv wraps its messages at $COLUMNS: match on the text with line breaks folded.
+    if _OUT_OF_DATE in " ".join(result.stdout.split()):
         raise InputError(
             source.input,
             f"`{source.path}` is out of date with its pyproject.toml; the build installs the "

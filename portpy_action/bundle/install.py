@@ -265,8 +265,10 @@ def _run_process_group(command: list[str], env: Mapping[str, str]) -> tuple[str,
 
 
 def _install_error(output: str, installer: Installer, requirements: Path) -> Exception:
+    # uv wraps its messages at $COLUMNS: match on the text with line breaks folded.
+    flat = " ".join(output.split())
     for pattern in _NOT_FOUND_PATTERNS:
-        match = pattern.search(output)
+        match = pattern.search(flat)
         if match:
             name = match["name"]
             return InputError(

@@ -27,8 +27,19 @@ from portpy_action.bundle.buildpath import remove_build_paths
 from portpy_action.bundle.bytecode import SOURCE_ONLY, compile_bytecode
 from portpy_action.bundle.command import check_module, resolve_command
 from portpy_action.bundle.cross import install_plan_cross, prepare_cross, retarget_scripts
-from portpy_action.bundle.dependencies import InstalledProject, install_plan, plan_install
+from portpy_action.bundle.dependencies import (
+    InstalledProject,
+    InstallPlan,
+    install_plan,
+    plan_install,
+)
 from portpy_action.bundle.entrypoints import console_scripts
+from portpy_action.bundle.envcache import (
+    EnvironmentKey,
+    environment_key,
+    keep_environment,
+    restore_environment,
+)
 from portpy_action.bundle.install import (
     check_path_files,
     check_requirements,
@@ -58,7 +69,8 @@ from portpy_action.distributions import Distribution
 from portpy_action.errors import InputError, writing_to
 from portpy_action.log import Logger
 from portpy_action.pack import PackedArchive, archive_mtime, pack
-from portpy_action.runtime import Release, fetch_runtime
+from portpy_action.runtime import Release, Runtime, fetch_runtime
+from portpy_action.runtime.prepared import sysconfig_sources
 from portpy_action.runtime.probe import arch_of
 from portpy_action.scratch import scratch_folder, sweep
 from portpy_action.spec import BuildSpec
@@ -120,11 +132,22 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
         release = runtime.release
         # Another architecture: its interpreter never runs here (bundle/cross.py).
         cross = prepare_cross(spec.runtime, release, spec.max_glibc, work, log=log, client=client)
+        env_key = _environment_key(spec, plan, runtime, cross is not None)
 
         with log.stage("install", "Install the requirements into the runtime"):
             own = {d.name for d in installed_distributions(runtime.root)}  # the runtime's pip
             installed: InstalledProject | None = None
-            if not plan.empty and cross is not None:
+            # A hit: python/ as an earlier build left it after the compile stage.
+            restored = restore_environment(
+                env_key,
+                runtime.root,
+                cache_dir=spec.runtime.cache_dir,
+                aside=work / "fresh",
+                log=log,
+            )
+            if restored:
+                pass
+            elif not plan.empty and cross is not None:
                 installed = install_plan_cross(
                     plan,
                     cross,
@@ -143,14 +166,14 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                     log=log,
                     skip=(spec.output_dir, work),
                 )
-            if not plan.empty:
+            if not plan.empty and not restored:
                 check_path_files(runtime.root)
             distributions = installed_distributions(runtime.root)
             for dist in distributions:
                 log.info(f"  {dist.name} {dist.version}")
 
         with log.stage("repair", "Repair ELF files built from sdists"):
-            for repair in repair_elf_files(bundle, build_prefix=WORK_PREFIX):
+            for repair in [] if restored else repair_elf_files(bundle, build_prefix=WORK_PREFIX):
                 log.info(f"  {repair.path}: {repair.action}")
 
         with log.stage("project", "Copy the project into app/"):
@@ -167,11 +190,14 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                 (bundle / "app").mkdir()
 
         with log.stage("relocate", "Make scripts and paths relocatable"):
-            if cross is not None:
+            # A restored python/ is relocated; app/ gets the manifest stage's last look.
+            if restored:
+                pass
+            elif cross is not None:
                 retarget_scripts(runtime.root, cross.host.root)
-            for script in relocate_scripts(runtime.root):
+            for script in [] if restored else relocate_scripts(runtime.root):
                 log.info(f"  relocatable shebang: python/bin/{script.name}")
-            for fix in remove_build_paths(bundle, [work]):
+            for fix in [] if restored else remove_build_paths(bundle, [work]):
                 log.info(f"  {fix.path}: {fix.action}")
 
         with log.stage("launcher", "Write the run launcher"):
@@ -189,14 +215,26 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
         if spec.compile_bytecode:
             with log.stage("compile", "Precompile byte code"):
                 packages = site_packages(runtime.root)
+                # Only what changed: the stdlib comes compiled from the prepared-runtime
+                # cache, site-packages from the environment cache on a hit.
+                folders = [bundle / "app"] if restored else [packages, bundle / "app"]
+                if runtime.prepared_key is None:
+                    folders = [runtime.root / "lib", bundle / "app"]
                 compiled = compile_bytecode(
                     cross.host.python if cross else runtime.python,  # same minor line
-                    [runtime.root / "lib", bundle / "app"],
-                    strip=work,
+                    folders,
+                    # Names as `python/...` and `app/...`, whatever the bundle's name.
+                    strip=bundle,
                     log=log,
                     skip=[packages / name for name in SOURCE_ONLY],
+                    # fetch_runtime wrote the real prefix into these; relocate took it out.
+                    files=[] if restored else sysconfig_sources(runtime.root),
                 )
                 log.info(f"  {compiled} files; left as source: {', '.join(SOURCE_ONLY)}")
+
+        if not restored and env_key.digest is not None:
+            with log.stage("cache", "Keep the installed environment for the next build"):
+                keep_environment(env_key, runtime.root, cache_dir=spec.runtime.cache_dir, log=log)
 
         if spec.external_libs == "vendor":
             with log.stage("vendor", "Copy external libraries into the bundle"):
@@ -288,6 +326,21 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
         distributions=tuple(distributions),
         timings=dict(log.timings),
         report=report,
+    )
+
+
+def _environment_key(
+    spec: BuildSpec, plan: InstallPlan, runtime: Runtime, cross: bool
+) -> EnvironmentKey:
+    if cross or runtime.prepared_key is None:
+        return EnvironmentKey(None, False, "a cross build")
+    return environment_key(
+        plan,
+        runtime_key=runtime.prepared_key,
+        installer=spec.installer,
+        target=runtime.release.target,
+        runtime_root=runtime.root,
+        compiled=spec.compile_bytecode,
     )
 
 

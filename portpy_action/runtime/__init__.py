@@ -26,6 +26,7 @@ from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
 from portpy_action.runtime import releases
 from portpy_action.runtime.client import client_for, with_auth_guard
 from portpy_action.runtime.download import cached_download
+from portpy_action.runtime.prepared import copy_prepared
 from portpy_action.runtime.probe import probe_files, runs_here
 from portpy_action.runtime.releases import AssetName, Release
 from portpy_action.runtime.sysconfig import fix_sysconfig
@@ -42,6 +43,9 @@ class Runtime:
     root: Path  # dest/python
     python: Path  # root/bin/python3
     release: Release
+    # The prepared-runtime cache's key; None when the runtime was unpacked here
+    # (another architecture) and its standard library is not compiled yet.
+    prepared_key: str | None = None
 
 
 @contextmanager
@@ -100,6 +104,24 @@ def fetch_runtime(
                 )
 
     root = dest / TOP
+    if runs_here(release.target):
+        # Unpacked, fixed and compiled once per asset; copied from the cache after that.
+        prepared = copy_prepared(
+            archive,
+            release.sha256 or sha256_file(archive),
+            dest,
+            cache_dir=request.cache_dir,
+            log=log,
+        )
+        fixed = fix_sysconfig(root, prefix=root)  # the real prefix, for sdists built here
+        if fixed:
+            log.info(f"wrote the build prefix into {len(fixed)} sysconfig files")
+        if not release.version:
+            release = _probed(release, root / "bin" / "python3")
+        python = root / "bin" / "python3"
+        log.info(f"CPython {release.version} is at {python}")
+        return Runtime(root=root, python=python, release=release, prepared_key=prepared.key)
+    # Another architecture: its interpreter cannot compile here, so nothing is cached.
     with (
         log.stage("unpack", "Unpack the runtime and fix its build-time paths"),
         # Checked while staged: `dest/python` appears only once all of this passed.

@@ -128,7 +128,9 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
     with _work_folder(spec.output_dir) as work:
         bundle = work / spec.name
         bundle.mkdir()
-        runtime = fetch_runtime(spec.runtime, bundle, log=log, client=client)
+        runtime = fetch_runtime(
+            spec.runtime, bundle, log=log, client=client, compile_stdlib=spec.compile_bytecode
+        )
         release = runtime.release
         # Another architecture: its interpreter never runs here (bundle/cross.py).
         cross = prepare_cross(spec.runtime, release, spec.max_glibc, work, log=log, client=client)

@@ -83,8 +83,14 @@ def fetch_runtime(
     client: httpx.Client | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
     sleep: Sleep = time.sleep,
+    compile_stdlib: bool = False,
 ) -> Runtime:
-    """Resolve, download (or take `python-archive`), verify, unpack to `dest/python`, fix."""
+    """Resolve, download (or take `python-archive`), verify, unpack to `dest/python`, fix.
+
+    With `compile_stdlib`, the standard library comes compiled as the bundle's
+    compile stage would (unchecked-hash pycs); either way the prepared tree is
+    kept in the cache-dir.
+    """
     for secret in request.secrets:
         log.mask(secret)
     if request.archive is not None:
@@ -111,6 +117,7 @@ def fetch_runtime(
             release.sha256 or sha256_file(archive),
             dest,
             cache_dir=request.cache_dir,
+            compiled=compile_stdlib,
             log=log,
         )
         fixed = fix_sysconfig(root, prefix=root)  # the real prefix, for sdists built here

@@ -41,10 +41,11 @@ COMPILE_SETTINGS = {"invalidation-mode": "unchecked-hash", "hash-seed": "0", "na
 KIND = "runtimes"
 
 
-def prepared_key(asset_sha256: str) -> str:
+def prepared_key(asset_sha256: str, *, compiled: bool) -> str:
     """The cache key: the asset, this tool's version and how the tree is prepared."""
     shape = {
         "schema": SCHEMA,
+        "compiled": compiled,
         "asset-sha256": asset_sha256,
         "tool": __version__,
         "compile": COMPILE_SETTINGS,
@@ -60,7 +61,7 @@ def source_only(root: Path) -> list[Path]:
     return [packages / name for name in SOURCE_ONLY]
 
 
-def prepare(archive: Path, folder: Path, *, log: Logger) -> None:
+def prepare(archive: Path, folder: Path, *, compiled: bool, log: Logger) -> None:
     """Unpack `archive` to `folder/python`, fix sysconfig path-free, compile the stdlib."""
     with log.stage("unpack", f"Unpack {archive.name} (kept in the cache)"):
         root = safe_extract(archive, folder)
@@ -71,6 +72,8 @@ def prepare(archive: Path, folder: Path, *, log: Logger) -> None:
                 hint="Use a python-build-standalone install_only archive",
             )
         fix_sysconfig(root, prefix=Path(BUILD_PREFIX))
+    if not compiled:  # compile-bytecode off: the stdlib as pbs ships it
+        return
     with log.stage("compile", "Precompile the standard library (kept in the cache)"):
         count = compile_bytecode(
             python, [root / "lib"], strip=folder, log=log, skip=source_only(root)
@@ -86,14 +89,21 @@ class PreparedCopy:
 
 
 def copy_prepared(
-    archive: Path, asset_sha256: str, dest: Path, *, cache_dir: Path, log: Logger
+    archive: Path,
+    asset_sha256: str,
+    dest: Path,
+    *,
+    cache_dir: Path,
+    compiled: bool,
+    log: Logger,
 ) -> PreparedCopy:
     """Put the prepared runtime of `archive` at `dest/python`, from the cache or made now."""
-    key = prepared_key(asset_sha256)
-    with cache_entry(cache_dir / KIND, key, lambda folder: prepare(archive, folder, log=log)) as (
-        entry,
-        hit,
-    ):
+    key = prepared_key(asset_sha256, compiled=compiled)
+
+    def fill(folder: Path) -> None:
+        prepare(archive, folder, compiled=compiled, log=log)
+
+    with cache_entry(cache_dir / KIND, key, fill) as (entry, hit):
         log.info(f"prepared-runtime cache: {'hit' if hit else 'miss, filled'} ({key[:12]})")
         with log.stage("unpack", "Copy the prepared runtime into the bundle"):
             # Under a temporary name: `dest/python` appears only once complete.

@@ -27,19 +27,9 @@ from portpy_action.bundle.buildpath import remove_build_paths
 from portpy_action.bundle.bytecode import SOURCE_ONLY, compile_bytecode
 from portpy_action.bundle.command import check_module, resolve_command
 from portpy_action.bundle.cross import install_plan_cross, prepare_cross, retarget_scripts
-from portpy_action.bundle.dependencies import (
-    InstalledProject,
-    InstallPlan,
-    install_plan,
-    plan_install,
-)
+from portpy_action.bundle.dependencies import InstalledProject, install_plan, plan_install
 from portpy_action.bundle.entrypoints import console_scripts
-from portpy_action.bundle.envcache import (
-    EnvironmentKey,
-    environment_key,
-    keep_environment,
-    restore_environment,
-)
+from portpy_action.bundle.envcache import EnvironmentCache
 from portpy_action.bundle.install import (
     check_path_files,
     check_requirements,
@@ -69,7 +59,7 @@ from portpy_action.distributions import Distribution
 from portpy_action.errors import InputError, writing_to
 from portpy_action.log import Logger
 from portpy_action.pack import PackedArchive, archive_mtime, pack
-from portpy_action.runtime import Release, Runtime, fetch_runtime
+from portpy_action.runtime import Release, fetch_runtime
 from portpy_action.runtime.prepared import sysconfig_sources
 from portpy_action.runtime.probe import arch_of
 from portpy_action.scratch import scratch_folder, sweep
@@ -128,25 +118,28 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
     with _work_folder(spec.output_dir) as work:
         bundle = work / spec.name
         bundle.mkdir()
+        cache = EnvironmentCache(
+            plan, spec.installer, spec.compile_bytecode, spec.runtime.cache_dir, log
+        )
         runtime = fetch_runtime(
-            spec.runtime, bundle, log=log, client=client, compile_stdlib=spec.compile_bytecode
+            spec.runtime,
+            bundle,
+            log=log,
+            client=client,
+            compile_stdlib=spec.compile_bytecode,
+            substitute=cache.lookup,  # a hit: python/ as an earlier build left it after compile
         )
         release = runtime.release
         # Another architecture: its interpreter never runs here (bundle/cross.py).
         cross = prepare_cross(spec.runtime, release, spec.max_glibc, work, log=log, client=client)
-        env_key = _environment_key(spec, plan, runtime, cross is not None)
 
         with log.stage("install", "Install the requirements into the runtime"):
-            own = {d.name for d in installed_distributions(runtime.root)}  # the runtime's pip
+            restored = runtime.installed
+            if restored:  # python/ holds everything: what the runtime came with was kept apart
+                own = set(cache.runtime_distributions)
+            else:
+                own = {d.name for d in installed_distributions(runtime.root)}  # the runtime's pip
             installed: InstalledProject | None = None
-            # A hit: python/ as an earlier build left it after the compile stage.
-            restored = restore_environment(
-                env_key,
-                runtime.root,
-                cache_dir=spec.runtime.cache_dir,
-                aside=work / "fresh",
-                log=log,
-            )
             if restored:
                 pass
             elif not plan.empty and cross is not None:
@@ -234,9 +227,9 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                 )
                 log.info(f"  {compiled} files; left as source: {', '.join(SOURCE_ONLY)}")
 
-        if not restored and env_key.digest is not None:
+        if not restored and cache.key.digest is not None:
             with log.stage("cache", "Keep the installed environment for the next build"):
-                keep_environment(env_key, runtime.root, cache_dir=spec.runtime.cache_dir, log=log)
+                cache.keep(runtime.root, own)
 
         if spec.external_libs == "vendor":
             with log.stage("vendor", "Copy external libraries into the bundle"):
@@ -328,21 +321,6 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
         distributions=tuple(distributions),
         timings=dict(log.timings),
         report=report,
-    )
-
-
-def _environment_key(
-    spec: BuildSpec, plan: InstallPlan, runtime: Runtime, cross: bool
-) -> EnvironmentKey:
-    if cross or runtime.prepared_key is None:
-        return EnvironmentKey(None, False, "a cross build")
-    return environment_key(
-        plan,
-        runtime_key=runtime.prepared_key,
-        installer=spec.installer,
-        target=runtime.release.target,
-        runtime_root=runtime.root,
-        compiled=spec.compile_bytecode,
     )
 
 

@@ -23,12 +23,13 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from portpy_action.bundle.dependencies import InstallPlan
-from portpy_action.bundle.install import _logical_lines, _split, site_packages, uv_binary
+from portpy_action.bundle.install import _logical_lines, _split, uv_binary
 from portpy_action.bundle.lockfiles import PYLOCK, UV_LOCK, lock_format
 from portpy_action.childenv import child_environ
 from portpy_action.choices import Installer
@@ -100,7 +101,6 @@ def environment_key(
     runtime_key: str,
     installer: Installer,
     target: str,
-    runtime_root: Path,
     compiled: bool,
     env: Mapping[str, str] | None = None,
 ) -> EnvironmentKey:
@@ -129,7 +129,7 @@ def environment_key(
         "runtime": runtime_key,
         "inputs": inputs.hexdigest(),
         "installer": installer,
-        "installer-version": _installer_version(installer, runtime_root),
+        "installer-version": _installer_version(installer),
         "target": target,
         "compiled": compiled,
         "settings": hashlib.sha256(json.dumps(settings).encode()).hexdigest(),
@@ -181,7 +181,7 @@ def _pinned_line(line: str) -> bool:
     return bool(_PINNED_RE.match(requirement))
 
 
-def _installer_version(installer: Installer, runtime_root: Path) -> str:
+def _installer_version(installer: Installer) -> str:
     if installer == "uv":
         done = subprocess.run(
             [uv_binary(), "--version"],
@@ -191,36 +191,63 @@ def _installer_version(installer: Installer, runtime_root: Path) -> str:
             check=False,
         )
         return done.stdout.strip()
-    return ",".join(sorted(p.name for p in site_packages(runtime_root).glob("pip-*.dist-info")))
+    return "the runtime's own"  # which pip: the runtime's key says
 
 
-def restore_environment(
-    key: EnvironmentKey, root: Path, *, cache_dir: Path, aside: Path, log: Logger
-) -> bool:
-    """Replace the runtime at `root` with the cached environment for `key`; False on a miss."""
-    if key.digest is None:
-        log.info(f"environment cache: not used ({key.why_not})")
-        return False
-    with lookup(cache_dir / KIND, key.digest, max_age=key.max_age) as entry:
-        if entry is None:
-            log.info(f"environment cache: miss ({key.digest[:12]})")
-            return False
-        root.rename(aside)  # the fresh runtime: removed with the build folder
-        copy_tree(entry / TOP, root)
-    log.info(f"environment cache: hit ({key.digest[:12]}): install, repair, relocate skipped")
-    return True
+@dataclass
+class EnvironmentCache:
+    """One build's use of the cache: looked up as the runtime is placed, filled after compile."""
 
-
-def keep_environment(key: EnvironmentKey, root: Path, *, cache_dir: Path, log: Logger) -> None:
-    """Store the runtime at `root` (installed, repaired, relocated, compiled) under `key`."""
-    if key.digest is None:
-        return
-    made = store(
-        cache_dir / KIND, key.digest, lambda folder: _copy(root, folder / TOP), max_age=key.max_age
+    plan: InstallPlan
+    installer: Installer
+    compiled: bool
+    cache_dir: Path
+    log: Logger
+    env: Mapping[str, str] | None = None
+    key: EnvironmentKey = field(
+        default_factory=lambda: EnvironmentKey(None, False, "a cross build")
     )
-    if made is not None:
-        log.info(f"environment cache: filled ({key.digest[:12]})")
+    # On a hit: the names of the distributions the runtime itself came with (its pip).
+    runtime_distributions: frozenset[str] = frozenset()
+
+    @contextmanager
+    def lookup(self, runtime_key: str, target: str) -> Iterator[Path | None]:
+        """The cached `python/` for this plan on this runtime, or None (a `Substitute`)."""
+        self.key = environment_key(
+            self.plan,
+            runtime_key=runtime_key,
+            installer=self.installer,
+            target=target,
+            compiled=self.compiled,
+            env=self.env,
+        )
+        if self.key.digest is None:
+            self.log.info(f"environment cache: not used ({self.key.why_not})")
+            yield None
+            return
+        short = self.key.digest[:12]
+        with lookup(self.cache_dir / KIND, self.key.digest, max_age=self.key.max_age) as entry:
+            if entry is None:
+                self.log.info(f"environment cache: miss ({short})")
+                yield None
+                return
+            names = json.loads((entry / _RUNTIME_DISTRIBUTIONS).read_text(encoding="utf-8"))
+            self.runtime_distributions = frozenset(names)
+            self.log.info(f"environment cache: hit ({short}): install, repair, relocate skipped")
+            yield entry / TOP
+
+    def keep(self, root: Path, runtime_distributions: set[str]) -> None:
+        """Store `root` (installed, repaired, relocated, compiled) under this build's key."""
+        if self.key.digest is None:
+            return
+
+        def fill(folder: Path) -> None:
+            copy_tree(root, folder / TOP)
+            names = json.dumps(sorted(runtime_distributions))
+            (folder / _RUNTIME_DISTRIBUTIONS).write_text(names, encoding="utf-8")
+
+        if store(self.cache_dir / KIND, self.key.digest, fill, max_age=self.key.max_age):
+            self.log.info(f"environment cache: filled ({self.key.digest[:12]})")
 
 
-def _copy(src: Path, dst: Path) -> None:
-    copy_tree(src, dst)
+_RUNTIME_DISTRIBUTIONS = "runtime-distributions.json"

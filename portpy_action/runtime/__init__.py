@@ -26,7 +26,7 @@ from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
 from portpy_action.runtime import releases
 from portpy_action.runtime.client import client_for, with_auth_guard
 from portpy_action.runtime.download import cached_download
-from portpy_action.runtime.prepared import copy_prepared
+from portpy_action.runtime.prepared import Substitute, copy_prepared
 from portpy_action.runtime.probe import probe_files, runs_here
 from portpy_action.runtime.releases import AssetName, Release
 from portpy_action.runtime.sysconfig import fix_sysconfig
@@ -46,6 +46,9 @@ class Runtime:
     # The prepared-runtime cache's key; None when the runtime was unpacked here
     # (another architecture) and its standard library is not compiled yet.
     prepared_key: str | None = None
+    # python/ came from the installed-environment cache (`substitute`): installed,
+    # relocated and compiled already.
+    installed: bool = False
 
 
 @contextmanager
@@ -84,6 +87,7 @@ def fetch_runtime(
     retry: RetryPolicy = DEFAULT_RETRY,
     sleep: Sleep = time.sleep,
     compile_stdlib: bool = False,
+    substitute: Substitute | None = None,
 ) -> Runtime:
     """Resolve, download (or take `python-archive`), verify, unpack to `dest/python`, fix.
 
@@ -119,15 +123,24 @@ def fetch_runtime(
             cache_dir=request.cache_dir,
             compiled=compile_stdlib,
             log=log,
+            target=release.target,
+            substitute=substitute,
         )
-        fixed = fix_sysconfig(root, prefix=root)  # the real prefix, for sdists built here
-        if fixed:
-            log.info(f"wrote the build prefix into {len(fixed)} sysconfig files")
+        if not prepared.substituted:  # the real prefix, for sdists built here
+            fixed = fix_sysconfig(root, prefix=root)
+            if fixed:
+                log.info(f"wrote the build prefix into {len(fixed)} sysconfig files")
         if not release.version:
             release = _probed(release, root / "bin" / "python3")
         python = root / "bin" / "python3"
         log.info(f"CPython {release.version} is at {python}")
-        return Runtime(root=root, python=python, release=release, prepared_key=prepared.key)
+        return Runtime(
+            root=root,
+            python=python,
+            release=release,
+            prepared_key=prepared.key,
+            installed=prepared.substituted,
+        )
     # Another architecture: its interpreter cannot compile here, so nothing is cached.
     with (
         log.stage("unpack", "Unpack the runtime and fix its build-time paths"),

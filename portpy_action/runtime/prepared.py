@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +41,10 @@ SCHEMA = 1
 COMPILE_SETTINGS = {"invalidation-mode": "unchecked-hash", "hash-seed": "0", "names": "python/"}
 
 KIND = "runtimes"
+
+# Given the prepared runtime's key and the target: a finished `python/` to use
+# instead (the installed-environment cache), or None.
+Substitute = Callable[[str, str], AbstractContextManager[Path | None]]
 
 
 def prepared_key(asset_sha256: str, *, compiled: bool) -> str:
@@ -86,6 +92,8 @@ class PreparedCopy:
     key: str
     hit: bool
     files: int
+    # The substitute was used: python/ holds an installed environment, not a bare runtime.
+    substituted: bool = False
 
 
 def copy_prepared(
@@ -96,9 +104,22 @@ def copy_prepared(
     cache_dir: Path,
     compiled: bool,
     log: Logger,
+    target: str = "",
+    substitute: Substitute | None = None,
 ) -> PreparedCopy:
-    """Put the prepared runtime of `archive` at `dest/python`, from the cache or made now."""
+    """Put the prepared runtime of `archive` at `dest/python`, from the cache or made now.
+
+    When `substitute` offers a tree for this runtime, that tree is copied instead.
+    """
     key = prepared_key(asset_sha256, compiled=compiled)
+    if substitute is not None:
+        with substitute(key, target) as tree:
+            if tree is not None:
+                with log.stage("unpack", "The runtime comes with the cached environment"):
+                    pass
+                with log.stage("install", "Copy the installed environment from the cache"):
+                    files = _place(tree, dest)
+                return PreparedCopy(key, True, files, substituted=True)
 
     def fill(folder: Path) -> None:
         prepare(archive, folder, compiled=compiled, log=log)
@@ -106,13 +127,18 @@ def copy_prepared(
     with cache_entry(cache_dir / KIND, key, fill) as (entry, hit):
         log.info(f"prepared-runtime cache: {'hit' if hit else 'miss, filled'} ({key[:12]})")
         with log.stage("unpack", "Copy the prepared runtime into the bundle"):
-            # Under a temporary name: `dest/python` appears only once complete.
-            dest.mkdir(parents=True, exist_ok=True)
-            staging = dest / f".{TOP}.partial"
-            shutil.rmtree(staging, ignore_errors=True)
-            files = copy_tree(entry / TOP, staging)
-            staging.rename(dest / TOP)
+            files = _place(entry / TOP, dest)
     return PreparedCopy(key, hit, files)
+
+
+def _place(tree: Path, dest: Path) -> int:
+    """Copy `tree` to `dest/python`, under a temporary name until complete."""
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = dest / f".{TOP}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    files = copy_tree(tree, staging)
+    staging.rename(dest / TOP)
+    return files
 
 
 def sysconfig_sources(root: Path) -> list[Path]:

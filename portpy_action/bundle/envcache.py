@@ -38,7 +38,8 @@ from portpy_action.runtime.cachestore import copy_tree, lookup, store
 from portpy_action.runtime.unpack import TOP
 
 KIND = "environments"
-SCHEMA = 1
+# Bump when what an entry holds changes (2: the runtime's own distributions beside python/).
+SCHEMA = 2
 # A day: a daily build picks up new releases of unpinned requirements.
 UNPINNED_MAX_AGE = 24 * 3600
 
@@ -231,8 +232,15 @@ class EnvironmentCache:
                 self.log.info(f"environment cache: miss ({short})")
                 yield None
                 return
-            names = json.loads((entry / _RUNTIME_DISTRIBUTIONS).read_text(encoding="utf-8"))
-            self.runtime_distributions = frozenset(names)
+            try:
+                names = json.loads((entry / _RUNTIME_DISTRIBUTIONS).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                names = None
+            if not isinstance(names, list) or not (entry / TOP).is_dir():
+                self.log.warning(f"environment cache: entry {short} is damaged; not used")
+                yield None
+                return
+            self.runtime_distributions = frozenset(str(name) for name in names)
             self.log.info(f"environment cache: hit ({short}): install, repair, relocate skipped")
             yield entry / TOP
 

@@ -126,6 +126,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
             bundle,
             log=log,
             client=client,
+            cached=True,
             compile_stdlib=spec.compile_bytecode,
             substitute=cache.lookup,  # a hit: python/ as an earlier build left it after compile
         )

@@ -86,14 +86,17 @@ def fetch_runtime(
     client: httpx.Client | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
     sleep: Sleep = time.sleep,
+    cached: bool = False,
     compile_stdlib: bool = False,
     substitute: Substitute | None = None,
 ) -> Runtime:
     """Resolve, download (or take `python-archive`), verify, unpack to `dest/python`, fix.
 
-    With `compile_stdlib`, the standard library comes compiled as the bundle's
-    compile stage would (unchecked-hash pycs); either way the prepared tree is
-    kept in the cache-dir.
+    `cached` (a bundle build): the prepared runtime is kept in the cache-dir and
+    copied from there, its standard library compiled as the bundle's compile
+    stage would with `compile_stdlib`, and `substitute` may offer a finished
+    environment instead. Without it (`portpy fetch`) the runtime is unpacked
+    into `dest` directly, checked before it appears there.
     """
     for secret in request.secrets:
         log.mask(secret)
@@ -114,7 +117,7 @@ def fetch_runtime(
                 )
 
     root = dest / TOP
-    if runs_here(release.target):
+    if cached and runs_here(release.target):
         # Unpacked, fixed and compiled once per asset; copied from the cache after that.
         prepared = copy_prepared(
             archive,
@@ -141,7 +144,7 @@ def fetch_runtime(
             prepared_key=prepared.key,
             installed=prepared.substituted,
         )
-    # Another architecture: its interpreter cannot compile here, so nothing is cached.
+    # `portpy fetch`, or another architecture (its interpreter cannot compile here).
     with (
         log.stage("unpack", "Unpack the runtime and fix its build-time paths"),
         # Checked while staged: `dest/python` appears only once all of this passed.

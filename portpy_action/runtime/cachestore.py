@@ -155,10 +155,15 @@ def prune(kind_dir: Path, *, keep: int) -> list[Path]:
 
 
 class _Cloner:
-    """Copies one file's bytes: a reflink while the file system takes them, else in the kernel."""
+    """Copies one file's bytes: a reflink while the file system takes them, else in the kernel.
+
+    `copy_file_range` refuses some pairs of file systems (EXDEV: the cache on
+    one disk, the build on a tmpfs); `sendfile` then copies, still in the kernel.
+    """
 
     def __init__(self) -> None:
         self.reflink = True
+        self.copy_range = True
 
     def copy(self, src: Path, dst: Path, mode: int) -> None:
         with open(src, "rb") as source:
@@ -168,8 +173,10 @@ class _Cloner:
                     return
                 size = os.fstat(source.fileno()).st_size
                 done = 0
+                if self.copy_range:
+                    done = self._copy_range(source.fileno(), fd, size)
                 while done < size:
-                    sent = os.copy_file_range(source.fileno(), fd, size - done)
+                    sent = os.sendfile(fd, source.fileno(), done, size - done)
                     if sent == 0:
                         break
                     done += sent
@@ -183,6 +190,24 @@ class _Cloner:
             self.reflink = False  # one refusal means this file system (pair) cannot
             return False
         return True
+
+    def _copy_range(self, src: int, dst: int, size: int) -> int:
+        done = 0
+        while done < size:
+            try:
+                sent = os.copy_file_range(src, dst, size - done)
+            except OSError as exc:
+                if exc.errno not in _NO_COPY_RANGE or done:
+                    raise
+                self.copy_range = False
+                return 0
+            if sent == 0:
+                break
+            done += sent
+        return done
+
+
+_NO_COPY_RANGE = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
 
 
 def copy_tree(src: Path, dst: Path) -> int:

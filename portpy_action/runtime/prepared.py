@@ -32,7 +32,7 @@ from portpy_action.bundle.install import site_packages
 from portpy_action.errors import RuntimeFetchError
 from portpy_action.log import Logger
 from portpy_action.runtime.cachestore import cache_entry, copy_tree
-from portpy_action.runtime.sysconfig import BUILD_PREFIX, fix_sysconfig
+from portpy_action.runtime.sysconfig import BUILD_PREFIX, fix_pkgconfig, fix_sysconfigdata
 from portpy_action.runtime.unpack import TOP, safe_extract
 
 # Bump when what a prepared tree holds changes in a way its other key parts miss.
@@ -77,7 +77,12 @@ def prepare(archive: Path, folder: Path, *, compiled: bool, log: Logger) -> None
                 f"{archive.name} has no python/bin/python3",
                 hint="Use a python-build-standalone install_only archive",
             )
-        fix_sysconfig(root, prefix=Path(BUILD_PREFIX))
+        # Not fix_sysconfig(prefix=...), which resolves the prefix: a machine's own
+        # `/install` symlink must not reach the cache.
+        for data in sorted(root.glob("lib/python3*/_sysconfigdata_*.py")):
+            fix_sysconfigdata(data, Path(BUILD_PREFIX))
+        for pc in sorted(root.glob("lib/pkgconfig/*.pc")):
+            fix_pkgconfig(pc)
     if not compiled:  # compile-bytecode off: the stdlib as pbs ships it
         return
     with log.stage("compile", "Precompile the standard library (kept in the cache)"):
@@ -141,6 +146,6 @@ def _place(tree: Path, dest: Path) -> int:
     return files
 
 
-def sysconfig_sources(root: Path) -> list[Path]:
+def sysconfig_sources(root: Path) -> list[Path]:  # the files fix_sysconfigdata rewrites
     """The stdlib files a build rewrites (the real prefix in, then out): compiled per build."""
     return sorted(root.glob("lib/python3*/_sysconfigdata_*.py"))

@@ -24,11 +24,17 @@ from pathlib import Path
 import httpx
 
 from portpy_action.bundle.buildpath import remove_build_paths
-from portpy_action.bundle.bytecode import SOURCE_ONLY, compile_bytecode, source_only_paths
+from portpy_action.bundle.bytecode import (
+    SOURCE_ONLY,
+    STDLIB_SOURCE_ONLY,
+    compile_bytecode,
+    source_only_paths,
+)
 from portpy_action.bundle.command import check_module, resolve_command
 from portpy_action.bundle.cross import install_plan_cross, prepare_cross, retarget_scripts
 from portpy_action.bundle.dependencies import InstalledProject, install_plan, plan_install
 from portpy_action.bundle.entrypoints import console_scripts
+from portpy_action.bundle.envcache import EnvironmentCache
 from portpy_action.bundle.install import (
     check_path_files,
     check_requirements,
@@ -59,6 +65,7 @@ from portpy_action.errors import InputError, writing_to
 from portpy_action.log import Logger
 from portpy_action.pack import PackedArchive, archive_mtime, pack
 from portpy_action.runtime import Release, fetch_runtime
+from portpy_action.runtime.prepared import sysconfig_sources
 from portpy_action.runtime.probe import arch_of
 from portpy_action.scratch import Discarded, scratch_folder, sweep, sweep_trash
 from portpy_action.spec import BuildSpec
@@ -116,15 +123,32 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
     with _work_folder(spec.output_dir, log) as work:
         bundle = work / spec.name
         bundle.mkdir()
-        runtime = fetch_runtime(spec.runtime, bundle, log=log, client=client)
+        cache = EnvironmentCache(
+            plan, spec.installer, spec.compile_bytecode, spec.runtime.cache_dir, log
+        )
+        runtime = fetch_runtime(
+            spec.runtime,
+            bundle,
+            log=log,
+            client=client,
+            cached=True,
+            compile_stdlib=spec.compile_bytecode,
+            substitute=cache.lookup,  # a hit: python/ as an earlier build left it after compile
+        )
         release = runtime.release
         # Another architecture: its interpreter never runs here (bundle/cross.py).
         cross = prepare_cross(spec.runtime, release, spec.max_glibc, work, log=log, client=client)
 
         with log.stage("install", "Install the requirements into the runtime"):
-            own = {d.name for d in installed_distributions(runtime.root)}  # the runtime's pip
+            restored = runtime.installed
+            if restored:  # python/ holds everything: what the runtime came with was kept apart
+                own = set(cache.runtime_distributions)
+            else:
+                own = {d.name for d in installed_distributions(runtime.root)}  # the runtime's pip
             installed: InstalledProject | None = None
-            if not plan.empty and cross is not None:
+            if restored:
+                pass
+            elif not plan.empty and cross is not None:
                 installed = install_plan_cross(
                     plan,
                     cross,
@@ -143,14 +167,14 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                     log=log,
                     skip=(spec.output_dir, work),
                 )
-            if not plan.empty:
+            if not plan.empty and not restored:
                 check_path_files(runtime.root)
             distributions = installed_distributions(runtime.root)
             for dist in distributions:
                 log.info(f"  {dist.name} {dist.version}")
 
         with log.stage("repair", "Repair ELF files built from sdists"):
-            for repair in repair_elf_files(bundle, build_prefix=WORK_PREFIX):
+            for repair in [] if restored else repair_elf_files(bundle, build_prefix=WORK_PREFIX):
                 log.info(f"  {repair.path}: {repair.action}")
 
         with log.stage("project", "Copy the project into app/"):
@@ -167,11 +191,14 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                 (bundle / "app").mkdir()
 
         with log.stage("relocate", "Make scripts and paths relocatable"):
-            if cross is not None:
+            # A restored python/ is relocated; app/ gets the manifest stage's last look.
+            if restored:
+                pass
+            elif cross is not None:
                 retarget_scripts(runtime.root, cross.host.root)
-            for script in relocate_scripts(runtime.root):
+            for script in [] if restored else relocate_scripts(runtime.root):
                 log.info(f"  relocatable shebang: python/bin/{script.name}")
-            for fix in remove_build_paths(bundle, [work]):
+            for fix in [] if restored else remove_build_paths(bundle, [work]):
                 log.info(f"  {fix.path}: {fix.action}")
 
         with log.stage("launcher", "Write the run launcher"):
@@ -189,14 +216,27 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
         if spec.compile_bytecode:
             with log.stage("compile", "Precompile byte code"):
                 packages = site_packages(runtime.root)
+                # Only what changed: the stdlib comes compiled from the prepared-runtime
+                # cache, site-packages from the environment cache on a hit.
+                folders = [bundle / "app"] if restored else [packages, bundle / "app"]
+                if runtime.prepared_key is None:
+                    folders = [runtime.root / "lib", bundle / "app"]
                 compiled = compile_bytecode(
                     cross.host.python if cross else runtime.python,  # same minor line
-                    [runtime.root / "lib", bundle / "app"],
-                    strip=work,
+                    folders,
+                    # Names as `python/...` and `app/...`, whatever the bundle's name.
+                    strip=bundle,
                     log=log,
                     skip=source_only_paths(packages),
+                    # fetch_runtime wrote the real prefix into these; relocate took it out.
+                    files=[] if restored else sysconfig_sources(runtime.root),
                 )
-                log.info(f"  {compiled} files; left as source: {', '.join(SOURCE_ONLY)}")
+                left = ", ".join((*SOURCE_ONLY, *STDLIB_SOURCE_ONLY))
+                log.info(f"  {compiled} files; left as source: {left}")
+
+        if not restored and cache.key.digest is not None:
+            with log.stage("cache", "Keep the installed environment for the next build"):
+                cache.keep(runtime.root, own)
 
         if spec.external_libs == "vendor":
             with log.stage("vendor", "Copy external libraries into the bundle"):

@@ -148,9 +148,11 @@ def compile_bytecode(
     strip: Path,
     log: Logger,
     skip: Collection[Path] = (),
+    files: Sequence[Path] = (),
     processes: int | None = None,
 ) -> int:
-    """Compile every `.py` under `folders` but `skip` with `python`; names relative to `strip`.
+    """Compile every `.py` under `folders` but `skip`, and `files`, with `python`; names
+    relative to `strip`.
 
     Returns how many files were handed to the compiler. A file that does not
     compile (templates, Python 2 leftovers in some sdists) is reported and left
@@ -159,6 +161,7 @@ def compile_bytecode(
     for tree in skip:
         _drop_byte_code(tree)
     sources = python_sources([f for f in folders if f.is_dir()], skip=skip)
+    sources += [f for f in files if f.is_file()]
     if not sources:
         return 0
     cores = processes or len(os.sched_getaffinity(0))

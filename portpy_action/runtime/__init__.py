@@ -26,6 +26,7 @@ from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
 from portpy_action.runtime import releases
 from portpy_action.runtime.client import client_for, with_auth_guard
 from portpy_action.runtime.download import cached_download
+from portpy_action.runtime.prepared import Substitute, copy_prepared
 from portpy_action.runtime.probe import probe_files, runs_here
 from portpy_action.runtime.releases import AssetName, Release
 from portpy_action.runtime.sysconfig import fix_sysconfig
@@ -42,6 +43,12 @@ class Runtime:
     root: Path  # dest/python
     python: Path  # root/bin/python3
     release: Release
+    # The prepared-runtime cache's key; None when the runtime was unpacked here
+    # (another architecture) and its standard library is not compiled yet.
+    prepared_key: str | None = None
+    # python/ came from the installed-environment cache (`substitute`): installed,
+    # relocated and compiled already.
+    installed: bool = False
 
 
 @contextmanager
@@ -79,8 +86,18 @@ def fetch_runtime(
     client: httpx.Client | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
     sleep: Sleep = time.sleep,
+    cached: bool = False,
+    compile_stdlib: bool = False,
+    substitute: Substitute | None = None,
 ) -> Runtime:
-    """Resolve, download (or take `python-archive`), verify, unpack to `dest/python`, fix."""
+    """Resolve, download (or take `python-archive`), verify, unpack to `dest/python`, fix.
+
+    `cached` (a bundle build): the prepared runtime is kept in the cache-dir and
+    copied from there, its standard library compiled as the bundle's compile
+    stage would with `compile_stdlib`, and `substitute` may offer a finished
+    environment instead. Without it (`portpy fetch`) the runtime is unpacked
+    into `dest` directly, checked before it appears there.
+    """
     for secret in request.secrets:
         log.mask(secret)
     if request.archive is not None:
@@ -100,6 +117,34 @@ def fetch_runtime(
                 )
 
     root = dest / TOP
+    if cached and runs_here(release.target):
+        # Unpacked, fixed and compiled once per asset; copied from the cache after that.
+        prepared = copy_prepared(
+            archive,
+            release.sha256 or sha256_file(archive),
+            dest,
+            cache_dir=request.cache_dir,
+            compiled=compile_stdlib,
+            log=log,
+            target=release.target,
+            substitute=substitute,
+        )
+        if not prepared.substituted:  # the real prefix, for sdists built here
+            fixed = fix_sysconfig(root, prefix=root)
+            if fixed:
+                log.info(f"wrote the build prefix into {len(fixed)} sysconfig files")
+        if not release.version:
+            release = _probed(release, root / "bin" / "python3")
+        python = root / "bin" / "python3"
+        log.info(f"CPython {release.version} is at {python}")
+        return Runtime(
+            root=root,
+            python=python,
+            release=release,
+            prepared_key=prepared.key,
+            installed=prepared.substituted,
+        )
+    # `portpy fetch`, or another architecture (its interpreter cannot compile here).
     with (
         log.stage("unpack", "Unpack the runtime and fix its build-time paths"),
         # Checked while staged: `dest/python` appears only once all of this passed.

@@ -1,0 +1,261 @@
+"""The installed-environment cache: `python/` after install, repair, relocate and compile.
+
+A rebuild after a change to the project alone installs the same requirements
+into the same runtime again; with this cache it copies the result instead.
+The key holds everything that decides what gets installed: the prepared
+runtime's key, the dependency files' bytes (a requirements file with the files
+it includes, a pylock.toml, a uv.lock with its pyproject.toml), the installer
+and its version, the target, and the installers' own settings from the
+environment (`PIP_*`, `UV_*`; hashed, never logged).
+
+Resolution changes over time when a requirement is not pinned: a lock file or
+a requirements file pinning every requirement with `==` is reused for as long
+as the entry stays in the cache; anything else for at most `UNPINNED_MAX_AGE`.
+Not cached: a project built into site-packages (its wheel is the project
+itself, which is what changes between such rebuilds), requirements naming local
+files or folders (their content is not in the key) and cross builds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from portpy_action.bundle.dependencies import InstallPlan
+from portpy_action.bundle.install import _logical_lines, _split, uv_binary
+from portpy_action.bundle.lockfiles import PYLOCK, UV_LOCK, lock_format
+from portpy_action.childenv import child_environ
+from portpy_action.choices import Installer
+from portpy_action.log import Logger
+from portpy_action.runtime.cachestore import copy_tree, lookup, store
+from portpy_action.runtime.unpack import TOP
+
+KIND = "environments"
+# Bump when what an entry holds changes (2: the runtime's own distributions beside python/).
+SCHEMA = 2
+# A day: a daily build picks up new releases of unpinned requirements.
+UNPINNED_MAX_AGE = 24 * 3600
+
+# Installer settings that change how, not what, it installs.
+_NOT_RESOLUTION = frozenset(
+    {
+        "PIP_CACHE_DIR",
+        "PIP_NO_CACHE_DIR",
+        "PIP_PROGRESS_BAR",
+        "PIP_DISABLE_PIP_VERSION_CHECK",
+        "PIP_QUIET",
+        "PIP_VERBOSE",
+        "PIP_NO_COLOR",
+        "PIP_TIMEOUT",
+        "PIP_RETRIES",
+        "PIP_ROOT_USER_ACTION",
+        "UV_CACHE_DIR",
+        "UV_NO_CACHE",
+        "UV_NO_PROGRESS",
+        "UV_LINK_MODE",
+        "UV_HTTP_TIMEOUT",
+        "UV_CONCURRENT_DOWNLOADS",
+        "UV_CONCURRENT_BUILDS",
+        "UV_CONCURRENT_INSTALLS",
+        "UV_NATIVE_TLS",
+        "UV_COMPILE_BYTECODE",
+    }
+)
+
+_PINNED_RE = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[^\]]*\])?\s*===?\s*[^\s*;,<>=!~]+\s*(;.*)?$"
+)
+_HASH_RE = re.compile(r"\s--hash[=\s]\S+")
+_LOCAL_RE = re.compile(r"^(\.|/|~)|file:|\s@\s*(\.|/)")
+# A uv.lock or pylock.toml entry taken from this machine's files (not the project itself).
+_LOCAL_LOCK_RE = re.compile(
+    r"source = \{ (editable|directory|path) = \"(?!\.\")|^\s*(directory|path)\s*=", re.M
+)
+_NESTED = ("-r", "--requirement", "-c", "--constraint")
+
+
+@dataclass(frozen=True)
+class EnvironmentKey:
+    digest: str | None  # None: not cached
+    pinned: bool
+    why_not: str = ""
+
+    @property
+    def max_age(self) -> float | None:
+        return None if self.pinned else UNPINNED_MAX_AGE
+
+
+class _NotCacheable(Exception):
+    pass
+
+
+def environment_key(
+    plan: InstallPlan,
+    *,
+    runtime_key: str,
+    installer: Installer,
+    target: str,
+    compiled: bool,
+    env: Mapping[str, str] | None = None,
+) -> EnvironmentKey:
+    """What the environment cache keys an install by, or why it is not cached."""
+    if plan.project is not None:
+        return EnvironmentKey(None, False, "the project is built into site-packages")
+    inputs = hashlib.sha256()
+    try:
+        pinned = True
+        if plan.source is not None:
+            pinned &= _hash_source(plan.source.path, inputs, seen=set())
+        if plan.dependencies:
+            for requirement in plan.dependencies:
+                pinned &= _pinned_line(requirement)
+            inputs.update(json.dumps(list(plan.dependencies)).encode())
+    except _NotCacheable as exc:
+        return EnvironmentKey(None, False, str(exc))
+    environ = os.environ if env is None else env
+    settings = sorted(
+        (name, value)
+        for name, value in environ.items()
+        if name.startswith(("PIP_", "UV_")) and name not in _NOT_RESOLUTION
+    )
+    shape = {
+        "schema": SCHEMA,
+        "runtime": runtime_key,
+        "inputs": inputs.hexdigest(),
+        "installer": installer,
+        "installer-version": _installer_version(installer),
+        "target": target,
+        "compiled": compiled,
+        "settings": hashlib.sha256(json.dumps(settings).encode()).hexdigest(),
+    }
+    digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:32]
+    return EnvironmentKey(digest, pinned)
+
+
+def _hash_source(path: Path, into: hashlib._Hash, *, seen: set[Path]) -> bool:
+    """Add `path` (and what it includes) to `into`; True if it pins every requirement."""
+    path = path.resolve()
+    if path in seen:
+        return True
+    seen.add(path)
+    data = path.read_bytes()
+    into.update(f"{path.name}\0{len(data)}\0".encode())
+    into.update(data)
+    fmt = lock_format(path)
+    if fmt in (UV_LOCK, PYLOCK):
+        if _LOCAL_LOCK_RE.search(data.decode("utf-8", "replace")):
+            raise _NotCacheable(f"{path.name} installs files of this machine")
+        if fmt == UV_LOCK:  # `uv export --locked` reads the project's pyproject.toml too
+            pyproject = path.parent / "pyproject.toml"
+            if pyproject.is_file():
+                into.update(pyproject.read_bytes())
+        return True
+    pinned = True
+    for number, line in _logical_lines(data.decode("utf-8")):
+        words = _split(line, path, number)
+        if not words:
+            continue
+        option, _, inline = words[0].partition("=")
+        if words[0][:2] in ("-r", "-c") and len(words[0]) > 2 and not inline:
+            option, inline = words[0][:2], words[0][2:]
+        if option in _NESTED:
+            target = inline or (words[1] if len(words) > 1 else "")
+            if "://" in target:
+                raise _NotCacheable(f"{path.name} includes a file by URL")
+            pinned &= _hash_source(path.parent / target, into, seen=seen)
+        elif not words[0].startswith("-"):
+            pinned &= _pinned_line(line)
+    return pinned
+
+
+def _pinned_line(line: str) -> bool:
+    requirement = _HASH_RE.sub("", " " + line).strip()
+    if _LOCAL_RE.search(requirement):
+        raise _NotCacheable("a requirement names a local file or folder")
+    return bool(_PINNED_RE.match(requirement))
+
+
+def _installer_version(installer: Installer) -> str:
+    if installer == "uv":
+        done = subprocess.run(
+            [uv_binary(), "--version"],
+            env=child_environ(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return done.stdout.strip()
+    return "the runtime's own"  # which pip: the runtime's key says
+
+
+@dataclass
+class EnvironmentCache:
+    """One build's use of the cache: looked up as the runtime is placed, filled after compile."""
+
+    plan: InstallPlan
+    installer: Installer
+    compiled: bool
+    cache_dir: Path
+    log: Logger
+    env: Mapping[str, str] | None = None
+    key: EnvironmentKey = field(
+        default_factory=lambda: EnvironmentKey(None, False, "a cross build")
+    )
+    # On a hit: the names of the distributions the runtime itself came with (its pip).
+    runtime_distributions: frozenset[str] = frozenset()
+
+    @contextmanager
+    def lookup(self, runtime_key: str, target: str) -> Iterator[Path | None]:
+        """The cached `python/` for this plan on this runtime, or None (a `Substitute`)."""
+        self.key = environment_key(
+            self.plan,
+            runtime_key=runtime_key,
+            installer=self.installer,
+            target=target,
+            compiled=self.compiled,
+            env=self.env,
+        )
+        if self.key.digest is None:
+            self.log.info(f"environment cache: not used ({self.key.why_not})")
+            yield None
+            return
+        short = self.key.digest[:12]
+        with lookup(self.cache_dir / KIND, self.key.digest, max_age=self.key.max_age) as entry:
+            if entry is None:
+                self.log.info(f"environment cache: miss ({short})")
+                yield None
+                return
+            try:
+                names = json.loads((entry / _RUNTIME_DISTRIBUTIONS).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                names = None
+            if not isinstance(names, list) or not (entry / TOP).is_dir():
+                self.log.warning(f"environment cache: entry {short} is damaged; not used")
+                yield None
+                return
+            self.runtime_distributions = frozenset(str(name) for name in names)
+            self.log.info(f"environment cache: hit ({short}): install, repair, relocate skipped")
+            yield entry / TOP
+
+    def keep(self, root: Path, runtime_distributions: set[str]) -> None:
+        """Store `root` (installed, repaired, relocated, compiled) under this build's key."""
+        if self.key.digest is None:
+            return
+
+        def fill(folder: Path) -> None:
+            copy_tree(root, folder / TOP)
+            names = json.dumps(sorted(runtime_distributions))
+            (folder / _RUNTIME_DISTRIBUTIONS).write_text(names, encoding="utf-8")
+
+        if store(self.cache_dir / KIND, self.key.digest, fill, max_age=self.key.max_age):
+            self.log.info(f"environment cache: filled ({self.key.digest[:12]})")
+
+
+_RUNTIME_DISTRIBUTIONS = "runtime-distributions.json"

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.sessions import session_folder
+
 pytest_plugins: list[str] = [
     # one line per fixture module under tests/fixtures/, e.g. "tests.fixtures.pbs",
     "tests.fixtures.pbs",
@@ -39,7 +41,8 @@ def clean_environ() -> Iterator[None]:
 def build_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One `cache-dir` for the builds whose subject is not the cache.
 
-    What one build keeps there (a runtime, prepared once) the next build reuses. Each
-    xdist worker has its own; the tests of caching itself make their own folders.
+    What one build keeps there (a runtime, prepared once) the next build reuses. The
+    xdist workers of one session share it (its entries are filled under a lock and
+    renamed into place); the tests of caching itself make their own folders.
     """
-    return tmp_path_factory.mktemp("build-cache")
+    return session_folder(tmp_path_factory, "build-cache")

@@ -77,6 +77,7 @@ def cold_then_warm(builds: Builds) -> tuple[tuple[BuildResult, str], tuple[Build
     return cold, warm
 
 
+@pytest.mark.slow  # two whole builds
 def test_a_warm_build_gives_the_cold_builds_bytes(
     cold_then_warm: tuple[tuple[BuildResult, str], tuple[BuildResult, str]],
 ) -> None:
@@ -93,6 +94,7 @@ def test_a_warm_build_gives_the_cold_builds_bytes(
         assert stage in warm.timings
 
 
+@pytest.mark.slow  # the builds above
 def test_pycs_name_neither_the_bundle_nor_the_build_folder(
     cold_then_warm: tuple[tuple[BuildResult, str], tuple[BuildResult, str]],
 ) -> None:

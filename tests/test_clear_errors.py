@@ -133,7 +133,7 @@ def test_a_full_disk_says_where_it_is_full(pbs_releases: PbsReleases, tmp_path: 
     build = [
         sys.executable, "-m", "portpy_action.cli", "build", "--python-archive", str(asset),
         "--project-dir", "proj", "--command", "app/main.py", "--output-dir", str(tiny),
-        "--smoke-test", "false",
+        "--smoke-test", "false", "--compile-bytecode", "false",
     ]  # fmt: skip
     # A 4 MiB tmpfs, in a mount namespace of its own: the runtime does not fit.
     script = 'mount -t tmpfs -o size=4m tmpfs "$1" && shift && exec "$@"'
@@ -158,25 +158,21 @@ def test_a_full_disk_says_where_it_is_full(pbs_releases: PbsReleases, tmp_path: 
 # an interpreter that answers nonsense
 
 
-def test_an_interpreter_that_prints_no_json_is_a_clear_error(
-    pbs_releases: PbsReleases, tmp_path: Path
-) -> None:
-    # A runtime whose python3 is a script printing something else than the probe's answer.
-    source = pbs_releases.asset(pbs_releases.latest, "3.12")
+def test_an_interpreter_that_prints_no_json_is_a_clear_error(tmp_path: Path) -> None:
+    # A runtime whose python3 is a script printing something else than the probe's answer;
+    # its name is not pbs's, so the build asks the interpreter what it is.
     odd = tmp_path / "odd-runtime.tar.gz"
-    # Level 1: the whole runtime is repacked, and only its python3 matters here.
-    with tarfile.open(source) as original, tarfile.open(odd, "w:gz", compresslevel=1) as out:
-        for member in original:
-            if member.name == "python/bin/python3":
-                script = b"#!/bin/sh\necho 'Python 3.12 says hello'\n"
-                member = tarfile.TarInfo("python/bin/python3")
-                member.mode = 0o755
-                member.size = len(script)
-                out.addfile(member, io.BytesIO(script))
-            elif member.isfile():
-                out.addfile(member, original.extractfile(member))
-            else:
-                out.addfile(member)
+    script = b"#!/bin/sh\necho 'Python 3.12 says hello'\n"
+    with tarfile.open(odd, "w:gz") as out:
+        for folder in ("python", "python/bin", "python/lib", "python/lib/python3.12",
+                       "python/lib/python3.12/site-packages"):  # fmt: skip
+            entry = tarfile.TarInfo(folder)
+            entry.type, entry.mode = tarfile.DIRTYPE, 0o755
+            out.addfile(entry)
+        member = tarfile.TarInfo("python/bin/python3")
+        member.mode = 0o755
+        member.size = len(script)
+        out.addfile(member, io.BytesIO(script))
     (tmp_path / "proj").mkdir()
     done = portpy(
         "build", "--python-archive", str(odd), "--project-dir", "proj", "--output-dir", "out",
@@ -243,3 +239,25 @@ def test_an_unreadable_project_file_is_named(what: str, tmp_path: Path) -> None:
     assert "Permission denied" in error["message"]
     assert "exclude" in error["message"]
     shutil.rmtree(tmp_path / "app", ignore_errors=True)
+
+
+def test_a_runtime_without_site_packages_is_a_clear_error(tmp_path: Path) -> None:
+    bare = tmp_path / "bare-runtime.tar.gz"
+    script = b"#!/bin/sh\nexit 0\n"
+    with tarfile.open(bare, "w:gz") as out:
+        for folder in ("python", "python/bin"):
+            entry = tarfile.TarInfo(folder)
+            entry.type, entry.mode = tarfile.DIRTYPE, 0o755
+            out.addfile(entry)
+        member = tarfile.TarInfo("python/bin/python3")
+        member.mode, member.size = 0o755, len(script)
+        out.addfile(member, io.BytesIO(script))
+    (tmp_path / "proj").mkdir()
+    done = portpy(
+        "build", "--python-archive", str(bare), "--project-dir", "proj", "--output-dir", "out",
+        "--smoke-test", "false", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 4, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "python/lib/python3.X/site-packages" in done.stderr
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []

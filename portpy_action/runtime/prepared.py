@@ -81,6 +81,11 @@ def prepare(archive: Path, folder: Path, *, compiled: bool, log: Logger) -> None
                 f"{archive.name} has no python/bin/python3",
                 hint="Use a python-build-standalone install_only archive",
             )
+        if len(list(root.glob("lib/python3*/site-packages"))) != 1:
+            raise RuntimeFetchError(
+                f"{archive.name} has no (or more than one) python/lib/python3.X/site-packages",
+                hint="Use a python-build-standalone install_only archive",
+            )
         # Not fix_sysconfig(prefix=...), which resolves the prefix: a machine's own
         # `/install` symlink must not reach the cache.
         for data in sorted(root.glob("lib/python3*/_sysconfigdata_*.py")):

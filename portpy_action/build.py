@@ -156,7 +156,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                     installer=spec.installer,
                     work=work,
                     log=log,
-                    skip=(spec.output_dir, work),
+                    skip=(spec.output_dir, work, spec.runtime.cache_dir),
                 )
             elif not plan.empty:
                 installed = install_plan(
@@ -165,7 +165,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                     installer=spec.installer,
                     work=work,
                     log=log,
-                    skip=(spec.output_dir, work),
+                    skip=(spec.output_dir, work, spec.runtime.cache_dir),
                 )
             if not plan.empty and not restored:
                 check_path_files(runtime.root)
@@ -183,7 +183,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                     spec.project_dir,
                     bundle / "app",
                     exclude=spec.exclude,
-                    skip=(spec.output_dir, work),
+                    skip=(spec.output_dir, work, spec.runtime.cache_dir),
                     leave_out=installed.leave_out(spec.command) if installed else None,
                 )
                 log.info(f"  {len(copied)} files from {spec.project_dir}")

@@ -121,6 +121,21 @@ def test_folders_holding_earlier_archives_or_build_folders_stay_out(
     assert app == ["main.py", "sums", "sums/notes.sha256"]
 
 
+def test_a_cache_dir_inside_the_project_stays_out(
+    pbs_releases: PbsReleases, tmp_path: Path
+) -> None:
+    # The README's actions/cache example keeps the cache in the workspace, often the project.
+    project = make_project(tmp_path / "project")
+    values = runtime_inputs(pbs_releases, project / "cache") | {
+        "project-dir": "project",
+        "output-dir": "out",
+    }
+    result = run_build(values, tmp_path)
+    assert any((project / "cache").iterdir())  # the runtime was kept there
+    app = sorted(n.removeprefix("demo/app/") for n in names_in(result.archive) if "/app/" in n)
+    assert app == ["main.py"]
+
+
 # --------------------------------------------------------------------------
 # no byte code from the install or the probe
 

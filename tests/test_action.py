@@ -24,6 +24,7 @@ import pytest
 from tests.fixtures.fake_actions import FakeGitHubJob, read_outputs, running_fake_job
 from tests.fixtures.fake_github import PBS_REPO, FakeGitHub
 from tests.fixtures.pbs import PbsReleases, pbs_asset_name, write_sha256sums
+from tests.fixtures.trash import settle
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINT = ROOT / "entrypoint"
@@ -69,6 +70,8 @@ class World:
         done = subprocess.run(
             [str(ENTRYPOINT)], env=full, cwd=self.root, capture_output=True, text=True, timeout=600
         )
+        # The entrypoint is not PID 1 here: its work folder is removed in the background.
+        settle(self.workspace / inputs.get("output-dir", "dist"))
         return Run(
             done.returncode,
             done.stdout,

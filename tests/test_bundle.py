@@ -235,6 +235,24 @@ def test_the_project_copy_leaves_out_what_does_not_belong(tmp_path: Path) -> Non
     assert os.readlink(tmp_path / "app/current") == "app"
 
 
+def test_work_folders_and_folders_set_aside_for_removal_stay_out(tmp_path: Path) -> None:
+    # An output folder inside the project: an earlier build's work folder is being
+    # removed there in the background, shrinking while the project is copied.
+    project = tmp_path / "project"
+    for relative in [
+        "main.py",
+        "out/.portpy-trash-0123456789ab/demo/python/x.py",
+        "out/.portpy-build-abcdef/demo/y.py",
+        ".portpy-trash-ba9876543210/z.py",
+    ]:
+        (project / relative).parent.mkdir(parents=True, exist_ok=True)
+        (project / relative).write_text(relative)
+
+    copied = copy_project(project, tmp_path / "app")
+
+    assert set(copied) == {PurePosixPath("main.py")}
+
+
 def test_a_project_symlink_leaving_the_project_is_refused(tmp_path: Path) -> None:
     project = tmp_path / "project"
     project.mkdir()

@@ -120,3 +120,21 @@ def test_written_files_go_to_the_workspace_owner(tmp_path: Path) -> None:
         assert (stat.st_uid, stat.st_gid) == (1001, 1002), path
     assert Path("/etc/passwd").stat().st_uid == 0  # a link is handed over, not its target
     assert outside.stat().st_uid == os.geteuid()
+
+
+def test_a_folder_being_removed_is_not_walked(tmp_path: Path) -> None:
+    # A build's work folder, set aside and removed by a background process: its files
+    # vanish while the output folder is handed over.
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    os.chown(workspace, 1001, 1002)
+    output = workspace / "dist"
+    trash = output / ".portpy-trash-0123456789ab" / "demo"
+    trash.mkdir(parents=True)
+    (trash / "x.py").write_text("x")
+    (output / "app.tar.gz").write_bytes(b"x")
+
+    hand_to_owner([output], workspace)
+
+    assert (output / "app.tar.gz").stat().st_uid == 1001
+    assert (trash / "x.py").stat().st_uid == os.geteuid()

@@ -18,9 +18,12 @@ from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
 from portpy_action.errors import InputError
+from portpy_action.scratch import TRASH_PREFIX
 
-# Build folders of this tool (its own, an interrupted run's): never project files.
+# Build folders of this tool (its own, an interrupted run's), and those set aside
+# for removal (a background process may be deleting them): never project files.
 WORK_FOLDER_PREFIX = ".portpy-build-"
+TOOL_FOLDER_PREFIXES = (WORK_FOLDER_PREFIX, TRASH_PREFIX)
 # What `pack` writes beside an archive: `<sha256>  <archive name>`.
 _SUM_LINE = re.compile(rb"[0-9a-f]{64}  [^\n]+\n?")
 
@@ -169,7 +172,7 @@ def _leave_out_folder(
 ) -> bool:
     return (
         rel.name in ALWAYS_EXCLUDED
-        or rel.name.startswith(WORK_FOLDER_PREFIX)
+        or rel.name.startswith(TOOL_FOLDER_PREFIXES)
         or (path / "pyvenv.cfg").is_file()
         or path.resolve() in skipped
         or bool(earlier_outputs(path))
@@ -199,7 +202,7 @@ def earlier_outputs(folder: Path) -> set[str]:
         if _SUM_LINE.fullmatch(text) and text.split(b"  ", 1)[1].strip() == os.fsencode(archive):
             names |= {sum_file.name, archive, f"{archive}.json", f"{archive}.cdx.json"}
     with contextlib.suppress(OSError):
-        names |= {p.name for p in folder.glob(f"{WORK_FOLDER_PREFIX}*")}
+        names |= {p.name for p in folder.iterdir() if p.name.startswith(TOOL_FOLDER_PREFIXES)}
     return names
 
 

@@ -19,6 +19,7 @@ from actions_toolkit import core
 
 from portpy_action.errors import InputError, PortpyError
 from portpy_action.options import action_inputs, action_outputs
+from portpy_action.scratch import TRASH_PREFIX
 
 # Every delimiter the runner accepts starts with this marker and goes on with a
 # fresh uuid. A value holding the marker is refused outright: the check does not
@@ -119,9 +120,12 @@ def hand_to_owner(paths: Iterable[Path], workspace: Path) -> None:
         if not path.exists() or not path.resolve().is_relative_to(workspace):
             continue
         for item in _with_parents_and_contents(path, workspace):
-            stat = item.lstat()
-            if (stat.st_uid, stat.st_gid) != (owner.st_uid, owner.st_gid):
-                os.lchown(item, owner.st_uid, owner.st_gid)
+            try:
+                stat = item.lstat()
+                if (stat.st_uid, stat.st_gid) != (owner.st_uid, owner.st_gid):
+                    os.lchown(item, owner.st_uid, owner.st_gid)
+            except FileNotFoundError:
+                continue  # removed meanwhile (a work folder being discarded)
 
 
 def _with_parents_and_contents(path: Path, workspace: Path) -> Iterable[Path]:
@@ -130,5 +134,11 @@ def _with_parents_and_contents(path: Path, workspace: Path) -> Iterable[Path]:
         yield parent
         parent = parent.parent
     yield path
-    if path.is_dir() and not path.is_symlink():
-        yield from path.rglob("*")
+    if not path.is_dir() or path.is_symlink():
+        return
+    # Work folders set aside for removal are being deleted by another process: not
+    # handed over, and not walked while they shrink.
+    for folder, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if not d.startswith(TRASH_PREFIX)]
+        for name in (*dirs, *files):
+            yield Path(folder, name)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,10 +18,12 @@ from portpy_action.scratch import (
     TRASH_PREFIX,
     Discarded,
     discard,
+    scratch_file,
     scratch_folder,
     sweep,
     sweep_trash,
 )
+from portpy_action.signals import Terminated, sigterm_raises
 from tests.fixtures.trash import settle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,3 +109,27 @@ def test_trash_being_removed_by_a_live_remover_is_left_to_it(tmp_path: Path) -> 
     assert sweep_trash(tmp_path) == [held]
     settle(tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_sigterm_right_after_the_name_is_made_still_removes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # The signal arrives between making the scratch name and entering the block that
+    # removes it: the narrowest window a killed run can leave a file behind in.
+    make = tempfile.mkstemp if kind == "file" else tempfile.mkdtemp
+
+    def made_then_terminated(*args: Any, **kwargs: Any) -> Any:
+        made = make(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return made
+
+    monkeypatch.setattr(tempfile, "mkstemp" if kind == "file" else "mkdtemp", made_then_terminated)
+    with sigterm_raises(), pytest.raises(Terminated):
+        if kind == "file":
+            with scratch_file(tmp_path, ".demo-", ".partial"):
+                pass
+        else:
+            with scratch_folder(tmp_path, ".demo-"):
+                pass
+    assert list(tmp_path.iterdir()) == []

@@ -24,6 +24,7 @@ from portpy_action.log import Logger
 from portpy_action.spec import BuildSpec
 from tests.fixtures.pbs import PbsReleases
 from tests.fixtures.sdist import local_project
+from tests.fixtures.trash import settle
 
 
 def quiet_log() -> Logger:
@@ -86,6 +87,7 @@ def test_an_output_folder_that_is_the_project_folder_does_not_grow_the_archive(
     assert second.sha256 == first.sha256
     app = [n.removeprefix("demo/app/") for n in names_in(second.archive) if "/app/" in n]
     assert app == ["main.py"]
+    settle(project)  # the work folders are removed in the background
     assert sorted(p.name for p in project.iterdir()) == sorted(
         [
             "main.py",

@@ -23,15 +23,15 @@ import fcntl
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from portpy_action.signals import hold_sigterm, release_sigterm
 
 TRASH_PREFIX = ".portpy-trash-"
 
@@ -58,7 +58,7 @@ def scratch_folder(
 ) -> Iterator[Path]:
     """A new folder `parent/<prefix>…`, locked while the block runs, discarded after it;
     `removed` hears how (and how long) the discarding took."""
-    held = _hold_signals()  # made and locked before a SIGTERM can unwind past it
+    hold_sigterm()  # made and locked before a SIGTERM can unwind past it
     try:
         while True:
             path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
@@ -66,11 +66,11 @@ def scratch_folder(
             if _lock_if_still_there(fd, path):
                 break
     except BaseException:
-        _release_signals(held)
+        release_sigterm(raise_pending=False)  # the error in hand goes first
         raise
     failed = True
     try:
-        _release_signals(held)  # a signal that came meanwhile unwinds from inside the try
+        release_sigterm()  # a SIGTERM that came meanwhile unwinds from inside the try
         yield path
         failed = False
     finally:
@@ -131,7 +131,7 @@ def scratch_file(parent: Path, prefix: str, suffix: str) -> Iterator[Path]:
     The block may rename it (the lock goes with the file); whatever is still
     under the scratch name afterwards is removed.
     """
-    held = _hold_signals()  # made and locked before a SIGTERM can unwind past it
+    hold_sigterm()  # made and locked before a SIGTERM can unwind past it
     try:
         while True:
             fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
@@ -139,10 +139,10 @@ def scratch_file(parent: Path, prefix: str, suffix: str) -> Iterator[Path]:
             if _lock_if_still_there(fd, path):
                 break
     except BaseException:
-        _release_signals(held)
+        release_sigterm(raise_pending=False)  # the error in hand goes first
         raise
     try:
-        _release_signals(held)  # a signal that came meanwhile unwinds from inside the try
+        release_sigterm()  # a SIGTERM that came meanwhile unwinds from inside the try
         yield path
     finally:
         path.unlink(missing_ok=True)
@@ -184,25 +184,6 @@ def sweep(parent: Path, pattern: str) -> list[Path]:
 def sweep_trash(parent: Path) -> list[Path]:
     """Remove what discarded folders in `parent` a killed remover left behind."""
     return sweep(parent, f"{TRASH_PREFIX}*")
-
-
-# SIGTERM and SIGINT unwind the run (signals.py). Arriving between making a scratch
-# name and entering the block that removes it, they would leave it behind: they are
-# held back meanwhile, and handled once the removal is sure to run.
-_DEFERRED = frozenset({signal.SIGTERM, signal.SIGINT})
-
-
-def _hold_signals() -> set[int | signal.Signals] | None:
-    """Block SIGTERM/SIGINT; the mask to restore (None off the main thread, which gets none)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
-
-
-def _release_signals(mask: set[int | signal.Signals] | None) -> None:
-    """Restore `mask`: a signal held back meanwhile is handled at once, here."""
-    if mask is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _lock_if_still_there(fd: int, path: Path) -> bool:

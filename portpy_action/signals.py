@@ -31,7 +31,37 @@ def sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+# Between making a file and entering the `try` that removes it, Terminated would
+# unwind past the cleanup: there SIGTERM is only noted (`hold_sigterm`), and raised
+# when the cleanup is in place (`release_sigterm`).
+_holds = 0
+_pending = False
+
+
+def hold_sigterm() -> None:
+    """From now on a SIGTERM is noted, not raised, until `release_sigterm()`."""
+    global _holds
+    _holds += 1
+
+
+def release_sigterm(*, raise_pending: bool = True) -> None:
+    """End a `hold_sigterm()`; a SIGTERM noted meanwhile is raised now (unless told not to)."""
+    global _holds, _pending
+    _holds -= 1
+    if _holds == 0 and _pending and raise_pending:
+        _pending = False
+        _raise_terminated()
+
+
 def _terminated(signum: int, frame: FrameType | None) -> None:
+    global _pending
+    if _holds:
+        _pending = True
+        return
+    _raise_terminated()
+
+
+def _raise_terminated() -> None:
     # A second SIGTERM must not cut the cleanup of the first one short.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated

@@ -123,6 +123,7 @@ def test_folders_holding_earlier_archives_or_build_folders_stay_out(
     assert app == ["main.py", "sums", "sums/notes.sha256"]
 
 
+@pytest.mark.slow  # a whole build on a cold cache
 def test_a_cache_dir_inside_the_project_stays_out(
     pbs_releases: PbsReleases, tmp_path: Path
 ) -> None:

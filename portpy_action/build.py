@@ -123,6 +123,8 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
     with _work_folder(spec.output_dir, log) as work:
         bundle = work / spec.name
         bundle.mkdir()
+        # The tool's own folders: never part of the project or of what gets installed.
+        tool_folders = (spec.output_dir, work, spec.runtime.cache_dir)
         cache = EnvironmentCache(
             plan, spec.installer, spec.compile_bytecode, spec.runtime.cache_dir, log
         )
@@ -146,36 +148,35 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
             else:
                 own = {d.name for d in installed_distributions(runtime.root)}  # the runtime's pip
             installed: InstalledProject | None = None
-            if restored:
-                pass
-            elif not plan.empty and cross is not None:
-                installed = install_plan_cross(
-                    plan,
-                    cross,
-                    runtime.root,
-                    installer=spec.installer,
-                    work=work,
-                    log=log,
-                    skip=(spec.output_dir, work, spec.runtime.cache_dir),
-                )
-            elif not plan.empty:
-                installed = install_plan(
-                    plan,
-                    runtime.python,
-                    installer=spec.installer,
-                    work=work,
-                    log=log,
-                    skip=(spec.output_dir, work, spec.runtime.cache_dir),
-                )
-            if not plan.empty and not restored:
+            if not restored and not plan.empty:
+                if cross is not None:
+                    installed = install_plan_cross(
+                        plan,
+                        cross,
+                        runtime.root,
+                        installer=spec.installer,
+                        work=work,
+                        log=log,
+                        skip=tool_folders,
+                    )
+                else:
+                    installed = install_plan(
+                        plan,
+                        runtime.python,
+                        installer=spec.installer,
+                        work=work,
+                        log=log,
+                        skip=tool_folders,
+                    )
                 check_path_files(runtime.root)
             distributions = installed_distributions(runtime.root)
             for dist in distributions:
                 log.info(f"  {dist.name} {dist.version}")
 
         with log.stage("repair", "Repair ELF files built from sdists"):
-            for repair in [] if restored else repair_elf_files(bundle, build_prefix=WORK_PREFIX):
-                log.info(f"  {repair.path}: {repair.action}")
+            if not restored:  # a restored python/ was repaired when it was kept
+                for repair in repair_elf_files(bundle, build_prefix=WORK_PREFIX):
+                    log.info(f"  {repair.path}: {repair.action}")
 
         with log.stage("project", "Copy the project into app/"):
             if spec.project_dir is not None:
@@ -183,7 +184,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                     spec.project_dir,
                     bundle / "app",
                     exclude=spec.exclude,
-                    skip=(spec.output_dir, work, spec.runtime.cache_dir),
+                    skip=tool_folders,
                     leave_out=installed.leave_out(spec.command) if installed else None,
                 )
                 log.info(f"  {len(copied)} files from {spec.project_dir}")
@@ -192,14 +193,13 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
 
         with log.stage("relocate", "Make scripts and paths relocatable"):
             # A restored python/ is relocated; app/ gets the manifest stage's last look.
-            if restored:
-                pass
-            elif cross is not None:
-                retarget_scripts(runtime.root, cross.host.root)
-            for script in [] if restored else relocate_scripts(runtime.root):
-                log.info(f"  relocatable shebang: python/bin/{script.name}")
-            for fix in [] if restored else remove_build_paths(bundle, [work]):
-                log.info(f"  {fix.path}: {fix.action}")
+            if not restored:
+                if cross is not None:
+                    retarget_scripts(runtime.root, cross.host.root)
+                for script in relocate_scripts(runtime.root):
+                    log.info(f"  relocatable shebang: python/bin/{script.name}")
+                for fix in remove_build_paths(bundle, [work]):
+                    log.info(f"  {fix.path}: {fix.action}")
 
         with log.stage("launcher", "Write the run launcher"):
             scripts = console_scripts(runtime.root)
@@ -218,9 +218,12 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                 packages = site_packages(runtime.root)
                 # Only what changed: the stdlib comes compiled from the prepared-runtime
                 # cache, site-packages from the environment cache on a hit.
-                folders = [bundle / "app"] if restored else [packages, bundle / "app"]
-                if runtime.prepared_key is None:
+                if runtime.prepared_key is None:  # unpacked here: nothing compiled yet
                     folders = [runtime.root / "lib", bundle / "app"]
+                elif restored:
+                    folders = [bundle / "app"]
+                else:
+                    folders = [packages, bundle / "app"]
                 compiled = compile_bytecode(
                     cross.host.python if cross else runtime.python,  # same minor line
                     folders,

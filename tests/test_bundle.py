@@ -31,6 +31,7 @@ from portpy_action.errors import BundleError, InputError
 from portpy_action.log import Logger
 from tests.fixtures.native import install_dist
 from tests.fixtures.pbs import cached_runtime_tree
+from tests.fixtures.projects import write_files
 from tests.fixtures.wheels import (
     NATIVE_ANSWER,
     NATIVE_MODULE,
@@ -206,8 +207,7 @@ def test_a_pth_file_pointing_outside_the_bundle_is_refused(tmp_path: Path) -> No
 
 
 def test_the_project_copy_leaves_out_what_does_not_belong(tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    for relative in [
+    names = [
         "app/main.py",
         "app/__pycache__/main.cpython-312.pyc",
         ".git/HEAD",
@@ -217,9 +217,8 @@ def test_the_project_copy_leaves_out_what_does_not_belong(tmp_path: Path) -> Non
         "docs/index.md",
         "logs/run.log",
         "README.md",
-    ]:
-        (project / relative).parent.mkdir(parents=True, exist_ok=True)
-        (project / relative).write_text(relative)
+    ]
+    project = write_files(tmp_path / "project", {name: name for name in names})
     (project / ".venv/pyvenv.cfg").write_text("home = /usr/bin\n")
     (project / "env2/pyvenv.cfg").write_text("home = /usr/bin\n")
     (project / "current").symlink_to("app")
@@ -238,15 +237,13 @@ def test_the_project_copy_leaves_out_what_does_not_belong(tmp_path: Path) -> Non
 def test_work_folders_and_folders_set_aside_for_removal_stay_out(tmp_path: Path) -> None:
     # An output folder inside the project: an earlier build's work folder is being
     # removed there in the background, shrinking while the project is copied.
-    project = tmp_path / "project"
-    for relative in [
+    names = [
         "main.py",
         "out/.portpy-trash-0123456789ab/demo/python/x.py",
         "out/.portpy-build-abcdef/demo/y.py",
         ".portpy-trash-ba9876543210/z.py",
-    ]:
-        (project / relative).parent.mkdir(parents=True, exist_ok=True)
-        (project / relative).write_text(relative)
+    ]
+    project = write_files(tmp_path / "project", {name: name for name in names})
 
     copied = copy_project(project, tmp_path / "app")
 

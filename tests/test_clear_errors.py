@@ -161,18 +161,11 @@ def test_a_full_disk_says_where_it_is_full(pbs_releases: PbsReleases, tmp_path: 
 def test_an_interpreter_that_prints_no_json_is_a_clear_error(tmp_path: Path) -> None:
     # A runtime whose python3 is a script printing something else than the probe's answer;
     # its name is not pbs's, so the build asks the interpreter what it is.
-    odd = tmp_path / "odd-runtime.tar.gz"
-    script = b"#!/bin/sh\necho 'Python 3.12 says hello'\n"
-    with tarfile.open(odd, "w:gz") as out:
-        for folder in ("python", "python/bin", "python/lib", "python/lib/python3.12",
-                       "python/lib/python3.12/site-packages"):  # fmt: skip
-            entry = tarfile.TarInfo(folder)
-            entry.type, entry.mode = tarfile.DIRTYPE, 0o755
-            out.addfile(entry)
-        member = tarfile.TarInfo("python/bin/python3")
-        member.mode = 0o755
-        member.size = len(script)
-        out.addfile(member, io.BytesIO(script))
+    odd = tiny_runtime(
+        tmp_path / "odd-runtime.tar.gz",
+        b"#!/bin/sh\necho 'Python 3.12 says hello'\n",
+        site_packages=True,
+    )
     (tmp_path / "proj").mkdir()
     done = portpy(
         "build", "--python-archive", str(odd), "--project-dir", "proj", "--output-dir", "out",
@@ -242,16 +235,7 @@ def test_an_unreadable_project_file_is_named(what: str, tmp_path: Path) -> None:
 
 
 def test_a_runtime_without_site_packages_is_a_clear_error(tmp_path: Path) -> None:
-    bare = tmp_path / "bare-runtime.tar.gz"
-    script = b"#!/bin/sh\nexit 0\n"
-    with tarfile.open(bare, "w:gz") as out:
-        for folder in ("python", "python/bin"):
-            entry = tarfile.TarInfo(folder)
-            entry.type, entry.mode = tarfile.DIRTYPE, 0o755
-            out.addfile(entry)
-        member = tarfile.TarInfo("python/bin/python3")
-        member.mode, member.size = 0o755, len(script)
-        out.addfile(member, io.BytesIO(script))
+    bare = tiny_runtime(tmp_path / "bare-runtime.tar.gz", b"#!/bin/sh\nexit 0\n")
     (tmp_path / "proj").mkdir()
     done = portpy(
         "build", "--python-archive", str(bare), "--project-dir", "proj", "--output-dir", "out",
@@ -261,3 +245,19 @@ def test_a_runtime_without_site_packages_is_a_clear_error(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
     assert "python/lib/python3.X/site-packages" in done.stderr
     assert [p.name for p in (tmp_path / "out").iterdir()] == []
+
+
+def tiny_runtime(path: Path, python3: bytes, *, site_packages: bool = False) -> Path:
+    """A runtime archive of just `python/bin/python3` (and an empty site-packages)."""
+    folders = ["python", "python/bin"]
+    if site_packages:
+        folders += ["python/lib", "python/lib/python3.12", "python/lib/python3.12/site-packages"]
+    with tarfile.open(path, "w:gz") as out:
+        for folder in folders:
+            entry = tarfile.TarInfo(folder)
+            entry.type, entry.mode = tarfile.DIRTYPE, 0o755
+            out.addfile(entry)
+        member = tarfile.TarInfo("python/bin/python3")
+        member.mode, member.size = 0o755, len(python3)
+        out.addfile(member, io.BytesIO(python3))
+    return path

@@ -26,11 +26,11 @@ from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
 from portpy_action.runtime import releases
 from portpy_action.runtime.client import client_for, with_auth_guard
 from portpy_action.runtime.download import cached_download
-from portpy_action.runtime.prepared import Substitute, copy_prepared
+from portpy_action.runtime.prepared import PreparedCopy, Substitute, copy_prepared
 from portpy_action.runtime.probe import probe_files, runs_here
 from portpy_action.runtime.releases import AssetName, Release
 from portpy_action.runtime.sysconfig import fix_sysconfig
-from portpy_action.runtime.unpack import TOP, safe_extract, staged_runtime
+from portpy_action.runtime.unpack import TOP, require_interpreter, safe_extract, staged_runtime
 from portpy_action.spec import RuntimeRequest
 
 __all__ = ["Release", "Runtime", "fetch_runtime", "resolve_release"]
@@ -117,6 +117,7 @@ def fetch_runtime(
                 )
 
     root = dest / TOP
+    prepared: PreparedCopy | None = None
     if cached and runs_here(release.target):
         # Unpacked, fixed and compiled once per asset; copied from the cache after that.
         prepared = copy_prepared(
@@ -135,34 +136,28 @@ def fetch_runtime(
                 log.info(f"wrote the build prefix into {len(fixed)} sysconfig files")
         if not release.version:
             release = _probed(release, root / "bin" / "python3")
-        python = root / "bin" / "python3"
-        log.info(f"CPython {release.version} is at {python}")
-        return Runtime(
-            root=root,
-            python=python,
-            release=release,
-            prepared_key=prepared.key,
-            installed=prepared.substituted,
-        )
-    # `portpy fetch`, or another architecture (its interpreter cannot compile here).
-    with (
-        log.stage("unpack", "Unpack the runtime and fix its build-time paths"),
-        # Checked while staged: `dest/python` appears only once all of this passed.
-        staged_runtime(archive, dest) as staged,
-    ):
-        if not (staged / "bin" / "python3").exists():
-            raise RuntimeFetchError(
-                f"{archive.name} has no python/bin/python3",
-                hint="Use a python-build-standalone install_only archive",
-            )
-        fixed = fix_sysconfig(staged, prefix=root)
-        if fixed:
-            log.info(f"fixed build-time paths and compilers in {len(fixed)} sysconfig files")
-        if not release.version:
-            release = _probed(release, staged / "bin" / "python3")
+    else:
+        # `portpy fetch`, or another architecture (its interpreter cannot compile here).
+        with (
+            log.stage("unpack", "Unpack the runtime and fix its build-time paths"),
+            # Checked while staged: `dest/python` appears only once all of this passed.
+            staged_runtime(archive, dest) as staged,
+        ):
+            staged_python = require_interpreter(staged, archive)
+            fixed = fix_sysconfig(staged, prefix=root)
+            if fixed:
+                log.info(f"fixed build-time paths and compilers in {len(fixed)} sysconfig files")
+            if not release.version:
+                release = _probed(release, staged_python)
     python = root / "bin" / "python3"
     log.info(f"CPython {release.version} is at {python}")
-    return Runtime(root=root, python=python, release=release)
+    return Runtime(
+        root=root,
+        python=python,
+        release=release,
+        prepared_key=prepared.key if prepared else None,
+        installed=prepared.substituted if prepared else False,
+    )
 
 
 # ----------------------------------------------------------------------------

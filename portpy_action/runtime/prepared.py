@@ -38,7 +38,7 @@ from portpy_action.errors import RuntimeFetchError
 from portpy_action.log import Logger
 from portpy_action.runtime.cachestore import cache_entry, copy_tree
 from portpy_action.runtime.sysconfig import BUILD_PREFIX, fix_pkgconfig, fix_sysconfigdata
-from portpy_action.runtime.unpack import TOP, safe_extract
+from portpy_action.runtime.unpack import TOP, require_interpreter, safe_extract
 
 # Bump when what a prepared tree holds changes in a way its other key parts miss.
 SCHEMA = 1
@@ -75,12 +75,7 @@ def prepare(archive: Path, folder: Path, *, compiled: bool, log: Logger) -> None
     """Unpack `archive` to `folder/python`, fix sysconfig path-free, compile the stdlib."""
     with log.stage("unpack", f"Unpack {archive.name} (kept in the cache)"):
         root = safe_extract(archive, folder)
-        python = root / "bin" / "python3"
-        if not python.exists():
-            raise RuntimeFetchError(
-                f"{archive.name} has no python/bin/python3",
-                hint="Use a python-build-standalone install_only archive",
-            )
+        python = require_interpreter(root, archive)
         if len(list(root.glob("lib/python3*/site-packages"))) != 1:
             raise RuntimeFetchError(
                 f"{archive.name} has no (or more than one) python/lib/python3.X/site-packages",

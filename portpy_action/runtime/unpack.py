@@ -28,6 +28,17 @@ from portpy_action.errors import RuntimeFetchError
 TOP = "python"
 
 
+def require_interpreter(tree: Path, archive: Path) -> Path:
+    """`tree/bin/python3` (`tree` an unpacked `python/`), or an error naming `archive`."""
+    python = tree / "bin" / "python3"
+    if not python.exists():
+        raise RuntimeFetchError(
+            f"{archive.name} has no python/bin/python3",
+            hint="Use a python-build-standalone install_only archive",
+        )
+    return python
+
+
 @contextmanager
 def staged_runtime(archive: Path, dest: Path) -> Iterator[Path]:
     """Unpack `archive` beside `dest/python` and yield that staged `python/`.

@@ -97,6 +97,31 @@ class BlockGzipWriter(io.BufferedIOBase):
         self._held_trailer = member[-_TRAILER:]
         self._members += 1
 
+    def end_member(self) -> None:
+        """End the current member here, shorter than a block if need be, and write it all out.
+
+        Afterwards `out` ends on a member boundary: whole members may be written
+        to it directly (`write_members`), e.g. ones kept from an earlier run.
+        """
+        if self._pending:
+            self._submit(bytes(self._pending))
+            self._pending.clear()
+        while self._in_flight:
+            self._write_oldest()
+        self._out.write(self._held_trailer)
+        self._held_trailer = b""
+
+    def write_members(self, members: ReadableBuffer) -> None:
+        """Write gzip members as they are, after `end_member()`; in pieces if need be.
+
+        The pieces together must be whole members, and the stream must be at a
+        boundary again (another `end_member()`) before anything else is written.
+        """
+        if self._pending or self._in_flight or self._held_trailer:
+            raise ValueError("write_members() needs end_member() first")
+        self._out.write(members)
+        self._members += 1
+
     def close(self) -> None:
         """Deflate what is left and write the end of the stream."""
         if self.closed:

@@ -19,7 +19,7 @@ import stat
 import tarfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +69,7 @@ class PackedArchive:
     sha256: str
     size: int
     sha256_file: Path
+    segment: SegmentSpan | None = None  # where `pack(segment=...)`'s folder lies in it
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def archive_mtime(env: Mapping[str, str] | None = None) -> int:
     return int(value)
 
 
-def walk(root: Path) -> Iterator[_Entry]:
+def walk(root: Path, *, prune: Container[str] = ()) -> Iterator[_Entry]:
     """`root` and everything below it, named from `root`'s name on, in a fixed order.
 
     Each folder's entries come sorted by name, with one exception: a module's
@@ -104,11 +105,12 @@ def walk(root: Path) -> Iterator[_Entry]:
     docstrings again in the pyc; `__pycache__` itself is listed just before its
     first pyc, and whatever in it has no source beside it comes at the end of the
     folder. The order depends on names only, never on the file system.
+    A folder whose arcname is in `prune` is listed without what it holds.
     """
-    yield from _walk(root, root.name, root.name)
+    yield from _walk(root, root.name, root.name, prune)
 
 
-def _walk(path: Path, arcname: str, top: str) -> Iterator[_Entry]:
+def _walk(path: Path, arcname: str, top: str, prune: Container[str] = ()) -> Iterator[_Entry]:
     st = path.lstat()
     if stat.S_ISLNK(st.st_mode):
         target = os.readlink(path)
@@ -121,7 +123,8 @@ def _walk(path: Path, arcname: str, top: str) -> Iterator[_Entry]:
         yield _Entry(arcname, path, "symlink", 0o777, target=target)
     elif stat.S_ISDIR(st.st_mode):
         yield _Entry(arcname, path, "dir", 0o755)
-        yield from _walk_folder(path, arcname, top)
+        if arcname not in prune:
+            yield from _walk_folder(path, arcname, top, prune)
     elif stat.S_ISREG(st.st_mode):
         mode = 0o755 if st.st_mode & 0o111 else 0o644
         yield _Entry(arcname, path, "file", mode, size=st.st_size)
@@ -129,13 +132,13 @@ def _walk(path: Path, arcname: str, top: str) -> Iterator[_Entry]:
         raise BundleError(f"`{arcname}` is not a file, folder or symlink and cannot be packed")
 
 
-def _walk_folder(path: Path, arcname: str, top: str) -> Iterator[_Entry]:
+def _walk_folder(path: Path, arcname: str, top: str, prune: Container[str]) -> Iterator[_Entry]:
     """What is in the folder `path`, each source followed by its byte code (see `walk`)."""
     children = sorted(os.listdir(path))
     cache = path / _PYCACHE
     if _PYCACHE not in children or not stat.S_ISDIR(cache.lstat().st_mode):
         for child in children:
-            yield from _walk(path / child, f"{arcname}/{child}", top)
+            yield from _walk(path / child, f"{arcname}/{child}", top, prune)
         return
     cache_entry = _Entry(f"{arcname}/{_PYCACHE}", cache, "dir", 0o755)
     pycs = _byte_code_by_source(sorted(os.listdir(cache)), set(children))
@@ -143,7 +146,7 @@ def _walk_folder(path: Path, arcname: str, top: str) -> Iterator[_Entry]:
     for child in children:
         if child == _PYCACHE:
             continue
-        yield from _walk(path / child, f"{arcname}/{child}", top)
+        yield from _walk(path / child, f"{arcname}/{child}", top, prune)
         for pyc in pycs.pop(child, []):
             if not cache_listed:
                 yield cache_entry
@@ -192,17 +195,128 @@ def _tarinfo(entry: _Entry, mtime: int) -> tarfile.TarInfo:
     return info
 
 
-def _write_tar(stream: io.BufferedIOBase, root: Path, mtime: int) -> None:
-    with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+@dataclass(frozen=True)
+class KeptSegment:
+    """A segment's bytes from an earlier archive: whole gzip members, and the tar bytes they hold."""
+
+    path: Path
+    tar_size: int
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A top-level folder of the bundle packed into gzip members of its own (tar.gz only).
+
+    The members start and end with the folder's entries, so their bytes depend
+    only on what the folder holds, the bundle's name and the settings here: a
+    later build whose folder is the same can copy them (`kept`) instead of
+    packing the folder again. Every tar.gz cuts its members there, kept or not,
+    so an archive made either way has the same bytes.
+    """
+
+    folder: str  # e.g. "python"
+    kept: KeptSegment | None = None
+
+
+@dataclass(frozen=True)
+class SegmentSpan:
+    """Where a segment's members lie in the archive just written."""
+
+    start: int
+    end: int
+    tar_size: int
+
+
+class _TarWriter:
+    """A pax tar stream, entry by entry, as `tarfile` writes one in `w|` mode.
+
+    Written here rather than through `tarfile` so that a gzip member can end
+    exactly where an entry begins (`tarfile` buffers its stream in records).
+    """
+
+    def __init__(self, stream: io.BufferedIOBase, mtime: int) -> None:
+        self.stream = stream
+        self.mtime = mtime
+        self.size = 0  # tar bytes so far
+
+    def add(self, entry: _Entry) -> None:
+        info = _tarinfo(entry, self.mtime)
+        header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        self.stream.write(header)
+        self.size += len(header)
+        if entry.kind != "file":
+            return
+        left = info.size
+        with entry.path.open("rb") as data:
+            while left:
+                chunk = data.read(min(left, _CHUNK))
+                if not chunk:
+                    break
+                self.stream.write(chunk)
+                left -= len(chunk)
+        if left or entry.path.stat().st_size != info.size:
+            raise BundleError(f"`{entry.arcname}` changed while it was being packed")
+        self.size += info.size
+        self._pad(tarfile.BLOCKSIZE)
+
+    def close(self) -> None:
+        """Two zero blocks, then zeros up to a whole record, as tar readers expect."""
+        self.stream.write(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
+        self.size += 2 * tarfile.BLOCKSIZE
+        self._pad(tarfile.RECORDSIZE)
+
+    def _pad(self, unit: int) -> None:
+        pad = -self.size % unit
+        if pad:
+            self.stream.write(tarfile.NUL * pad)
+            self.size += pad
+
+
+def write_tar(
+    stream: io.BufferedIOBase,
+    root: Path,
+    mtime: int,
+    *,
+    segment: Segment | None = None,
+    position: Callable[[], int] | None = None,
+) -> SegmentSpan | None:
+    """Write `root` as a tar stream; with `segment` (tar.gz), its folder in members of its own."""
+    tar = _TarWriter(stream, mtime)
+    gz = stream if isinstance(stream, BlockGzipWriter) else None
+    if segment is None or gz is None or position is None:
         for entry in walk(root):
-            info = _tarinfo(entry, mtime)
-            if entry.kind == "file":
-                with entry.path.open("rb") as data:
-                    tar.addfile(info, data)
-                if info.size != entry.path.stat().st_size:
-                    raise BundleError(f"`{entry.arcname}` changed while it was being packed")
-            else:
-                tar.addfile(info)
+            tar.add(entry)
+        tar.close()
+        return None
+    cut = f"{root.name}/{segment.folder}"
+    kept = segment.kept
+    start = tar_start = -1
+    span: SegmentSpan | None = None
+
+    def end_segment() -> None:
+        nonlocal span, start
+        gz.end_member()
+        span = SegmentSpan(start, position(), tar.size - tar_start)
+        start = -1
+
+    for entry in walk(root, prune={cut} if kept else ()):
+        if start >= 0 and not entry.arcname.startswith(cut + "/"):
+            end_segment()
+        if entry.arcname == cut and entry.kind == "dir":
+            gz.end_member()
+            start, tar_start = position(), tar.size
+            if kept is not None:
+                with kept.path.open("rb") as members:
+                    while chunk := members.read(_CHUNK):
+                        gz.write_members(chunk)
+                tar.size += kept.tar_size
+                end_segment()
+                continue
+        tar.add(entry)
+    if start >= 0:
+        end_segment()
+    tar.close()
+    return span
 
 
 def _gzip(out: BinaryIO) -> AbstractContextManager[io.BufferedIOBase]:
@@ -290,15 +404,20 @@ def _check_zip_name(name: str) -> None:
 # the whole archive
 
 
-def write_archive(root: Path, out: BinaryIO, *, format: Format, mtime: int) -> None:
-    """Write `root` (folder included, as the top-level entry) to `out` in `format`."""
+def write_archive(
+    root: Path, out: BinaryIO, *, format: Format, mtime: int, segment: Segment | None = None
+) -> SegmentSpan | None:
+    """Write `root` (folder included, as the top-level entry) to `out` in `format`.
+
+    With `segment` and tar.gz: where its members lie in `out` (see `Segment`).
+    """
     if format == "zip":
         _write_zip(out, root, mtime)
-        return
+        return None
     if format not in TAR_COMPRESSORS:
         raise ValueError(f"unknown archive format {format!r}")
     with TAR_COMPRESSORS[format](out) as stream:
-        _write_tar(stream, root, mtime)
+        return write_tar(stream, root, mtime, segment=segment, position=out.tell)
 
 
 class _Hashing(io.RawIOBase):
@@ -308,20 +427,35 @@ class _Hashing(io.RawIOBase):
         super().__init__()
         self._out = out
         self.digest = hashlib.sha256()
+        self._written = 0
 
     def writable(self) -> bool:
         return True
 
+    def tell(self) -> int:
+        return self._written
+
     def write(self, data: ReadableBuffer) -> int:
         self.digest.update(data)
-        return self._out.write(data)
+        written = self._out.write(data)
+        self._written += written
+        return written
 
 
-def pack(root: Path, archive: Path, *, format: Format, mtime: int = DEFAULT_MTIME) -> PackedArchive:
+def pack(
+    root: Path,
+    archive: Path,
+    *,
+    format: Format,
+    mtime: int = DEFAULT_MTIME,
+    segment: Segment | None = None,
+) -> PackedArchive:
     """Pack `root` into `archive` and write `archive`.sha256 beside it.
 
-    Nothing appears under either final name until both are complete.
+    Nothing appears under either final name until both are complete. `segment`:
+    see `Segment` (tar.gz only; ignored for the other formats).
     """
+    span = None
     sum_file = archive.with_name(archive.name + ".sha256")
     with atomic.staged(archive, sum_file) as (temp, temp_sum):
         with temp.open("wb") as out:
@@ -329,8 +463,10 @@ def pack(root: Path, archive: Path, *, format: Format, mtime: int = DEFAULT_MTIM
                 write_archive(root, out, format=format, mtime=mtime)
             else:
                 hashing = _Hashing(out)
-                write_archive(root, cast(BinaryIO, hashing), format=format, mtime=mtime)
+                span = write_archive(
+                    root, cast(BinaryIO, hashing), format=format, mtime=mtime, segment=segment
+                )
         sha256 = sha256_file(temp) if format == "zip" else hashing.digest.hexdigest()
         size = temp.stat().st_size
         temp_sum.write_text(f"{sha256}  {archive.name}\n", encoding="utf-8")
-    return PackedArchive(archive, sha256, size, sum_file)
+    return PackedArchive(archive, sha256, size, sum_file, span)

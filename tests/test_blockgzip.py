@@ -101,3 +101,25 @@ def test_writing_after_close_is_refused() -> None:
     writer.close()
     with pytest.raises(ValueError, match="closed"):
         writer.write(b"late")
+
+
+def test_end_member_cuts_a_member_and_write_members_appends_whole_ones() -> None:
+    out = io.BytesIO()
+    with BlockGzipWriter(out, level=6, threads=2, block_size=1000) as gz:
+        gz.write(b"a" * 1500)
+        gz.end_member()
+        cut = out.tell()
+        gz.write_members(gzip.compress(b"kept"))
+        gz.end_member()
+        gz.write(b"b" * 10)
+    data = out.getvalue()
+    assert gzip.decompress(data) == b"a" * 1500 + b"kept" + b"b" * 10
+    # Everything before the cut is whole members holding exactly what was written before it.
+    assert gzip.decompress(data[:cut]) == b"a" * 1500
+
+
+def test_write_members_in_the_middle_of_a_member_is_refused() -> None:
+    with BlockGzipWriter(io.BytesIO(), level=6, threads=1) as gz:
+        gz.write(b"pending")
+        with pytest.raises(ValueError, match="end_member"):
+            gz.write_members(gzip.compress(b"x"))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import stat
 import subprocess
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,16 @@ import zstandard
 
 from portpy_action.choices import FORMATS
 from portpy_action.errors import BundleError, PortpyError
-from portpy_action.pack import DEFAULT_MTIME, archive_mtime, pack
+from portpy_action.pack import (
+    DEFAULT_MTIME,
+    KeptSegment,
+    Segment,
+    _tarinfo,
+    archive_mtime,
+    pack,
+    walk,
+    write_tar,
+)
 
 TAR_FLAGS = {"tar.gz": "-z", "tar.xz": "-J", "tar.zst": "--zstd"}
 
@@ -227,3 +239,101 @@ def test_the_usual_tools_read_the_archives(tmp_path: Path, fmt: str, command: li
     for name in ("text.py", "noise.bin"):
         relative = f"demo/python/lib/{name}"
         assert (out / relative).read_bytes() == (tmp_path / "t" / relative).read_bytes()
+
+
+# --------------------------------------------------------------------------
+# python/ in gzip members of its own, and those members reused
+
+
+def _members(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each gzip member in `data`, found by inflating member by member."""
+    spans, start = [], 0
+    while start < len(data):
+        unpacker = zlib.decompressobj(wbits=31)
+        unpacker.decompress(data[start:])
+        end = len(data) - len(unpacker.unused_data)
+        spans.append((start, end))
+        start = end
+    return spans
+
+
+def _tar_of_tarfile(root: Path) -> bytes:
+    """What `tarfile` itself writes for the same entries, as pack did before its own writer."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for entry in walk(root):
+            info = _tarinfo(entry, DEFAULT_MTIME)
+            if entry.kind == "file":
+                with entry.path.open("rb") as data:
+                    tar.addfile(info, data)
+            else:
+                tar.addfile(info)
+    return out.getvalue()
+
+
+def test_the_tar_writer_writes_what_tarfile_writes(tmp_path: Path) -> None:
+    root = make_tree(tmp_path)
+    (root / "python" / ("long-name-" * 12 + ".txt")).write_text("a pax header for the name")
+    ours = io.BytesIO()
+    write_tar(ours, root, DEFAULT_MTIME)  # no compression: the tar bytes themselves
+    assert ours.getvalue() == _tar_of_tarfile(root)
+
+
+def test_python_gets_gzip_members_of_its_own(tmp_path: Path) -> None:
+    root = big_tree(tmp_path)
+    (root / "app").mkdir()
+    (root / "app" / "main.py").write_text("print('hi')\n" * 50_000)
+    (root / "run").write_text("#!/bin/sh\n")
+    packed = pack(root, tmp_path / "b.tar.gz", format="tar.gz", segment=Segment("python"))
+    span = packed.segment
+    assert span is not None
+    data = packed.path.read_bytes()
+    bounds = {edge for member in _members(data) for edge in member}
+    assert span.start in bounds and span.end in bounds
+    # The span alone inflates to python/'s entries and nothing else.
+    inner = gzip.decompress(data[span.start : span.end])
+    assert len(inner) == span.tar_size
+    with tarfile.open(fileobj=io.BytesIO(inner + bytes(1024)), mode="r:") as tar:
+        names = tar.getnames()
+    assert names[0] == "demo/python"
+    assert all(n.startswith("demo/python") for n in names)
+    assert "demo/python/lib/noise.bin" in names
+    # Cut or not, the archive holds the same tree.
+    plain = pack(root, tmp_path / "plain.tar.gz", format="tar.gz")
+    assert plain.segment is None
+    assert gzip.decompress(data) == gzip.decompress(plain.path.read_bytes())
+
+
+def test_kept_members_give_the_same_archive(tmp_path: Path) -> None:
+    root = big_tree(tmp_path)
+    (root / "run").write_text("#!/bin/sh\n")
+    first = pack(root, tmp_path / "first.tar.gz", format="tar.gz", segment=Segment("python"))
+    assert first.segment is not None
+    kept = tmp_path / "members.gz"
+    kept.write_bytes(first.path.read_bytes()[first.segment.start : first.segment.end])
+    again = pack(
+        root,
+        tmp_path / "again.tar.gz",
+        format="tar.gz",
+        segment=Segment("python", KeptSegment(kept, first.segment.tar_size)),
+    )
+    assert again.path.read_bytes() == first.path.read_bytes()
+    assert again.sha256 == first.sha256
+    # The kept members are used as they are, not python/'s files: proof by a changed file.
+    (root / "python/lib/text.py").write_text("changed\n")
+    stale = pack(
+        root,
+        tmp_path / "stale.tar.gz",
+        format="tar.gz",
+        segment=Segment("python", KeptSegment(kept, first.segment.tar_size)),
+    )
+    assert stale.sha256 == first.sha256
+
+
+@pytest.mark.parametrize("fmt", ["tar.zst", "tar.xz", "zip"])
+def test_other_formats_ignore_the_segment(tmp_path: Path, fmt: str) -> None:
+    root = make_tree(tmp_path)
+    packed = pack(root, tmp_path / f"b.{fmt}", format=fmt, segment=Segment("python"))  # type: ignore[arg-type]
+    assert packed.segment is None
+    plain = pack(root, tmp_path / f"plain.{fmt}", format=fmt)  # type: ignore[arg-type]
+    assert packed.sha256 == plain.sha256

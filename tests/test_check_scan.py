@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from portpy_action.check import enforce_policy, format_report_table, scan_bundle
+from portpy_action.check.arch import check_architecture
 from portpy_action.check.policy import policy_for_glibc
 from portpy_action.check.report import PortabilityReport
+from portpy_action.check.scan import ElfFacts, read_elf_facts
 from portpy_action.errors import CheckError
 from portpy_action.log import Logger
 from tests.fixtures.native import (
@@ -305,3 +308,26 @@ def test_search_paths_leading_outside_the_bundle(tmp_path: Path) -> None:
     assert "2 search path(s) naming the build folder" in str(raised.value)
     assert "$ORIGIN" in raised.value.hint
     assert "/usr/local/lib" in stream.getvalue(), "the warnings are logged"
+
+
+def test_kept_facts_give_the_report_a_full_read_gives(
+    bundle: Path, report: PortabilityReport
+) -> None:
+    facts = ElfFacts.from_json(json.loads(json.dumps(read_elf_facts(bundle, "python").to_json())))
+    assert facts.files and all(path.startswith("python/") for path in facts.files)
+    assert facts.arches[INTERPRETER] == "x86_64"
+    again = scan_bundle(bundle, facts=(facts,))
+    assert again.to_dict() == report.to_dict()
+    # The kept facts are taken as they are: python/ is not read again.
+    shown = next(iter(facts.files))
+    lying = ElfFacts("python", {**facts.files, shown: replace(facts.files[shown], needed=())})
+    changed = scan_bundle(bundle, facts=(lying,))
+    assert next(f for f in changed.files if f.path == shown).needed == ()
+
+
+def test_kept_architectures_are_checked_without_reading_the_files(bundle: Path) -> None:
+    check_architecture(bundle, "x86_64", bundle / "python")
+    with pytest.raises(CheckError, match=r"python/bin/python3.12: aarch64"):
+        check_architecture(
+            bundle, "x86_64", bundle / "python", known={"python": {INTERPRETER: "aarch64"}}
+        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -41,10 +41,13 @@ class Fix:
     action: str
 
 
-def remove_build_paths(bundle: Path, build_paths: Sequence[str | Path]) -> list[Fix]:
+def remove_build_paths(
+    bundle: Path, build_paths: Sequence[str | Path], *, leave_out: Container[Path] = ()
+) -> list[Fix]:
     """Fix every file of `bundle` that names one of `build_paths`, or fail naming them.
 
-    `bundle` is `<work>/<name>`; the runtime is `bundle/python`.
+    `bundle` is `<work>/<name>`; the runtime is `bundle/python`. Folders in
+    `leave_out` are known clean and not read.
     """
     spellings = {os.fsencode(str(p)) for p in build_paths}
     spellings |= {os.fsencode(os.path.realpath(p)) for p in build_paths}
@@ -55,7 +58,7 @@ def remove_build_paths(bundle: Path, build_paths: Sequence[str | Path]) -> list[
     unfixable: list[str] = []
     removed: list[Path] = []
     changed: list[Path] = []
-    for path in _files(bundle):
+    for path in _files(bundle, leave_out):
         data = path.read_bytes()
         if not any(n in data for n in needles):
             continue
@@ -81,10 +84,10 @@ def remove_build_paths(bundle: Path, build_paths: Sequence[str | Path]) -> list[
     return fixes
 
 
-def _files(root: Path) -> list[Path]:
+def _files(root: Path, leave_out: Container[Path] = ()) -> list[Path]:
     found = []
     for folder, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if Path(folder, d) not in leave_out)
         for name in sorted(filenames):
             path = Path(folder, name)
             if not path.is_symlink() and path.is_file():

@@ -10,6 +10,7 @@ architecture as pbs triples do, and reports the distribution that brought it.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from portpy_action.check.elf import is_elf
@@ -46,23 +47,45 @@ def elf_arch(path: Path) -> str | None:
     return "ppc64" if arch == "ppc64le" and big else arch
 
 
-def foreign_elf_files(root: Path, arch: str) -> list[tuple[str, str]]:
-    """(relative path, its architecture) of every ELF file under `root` not built for `arch`."""
-    found = []
+def foreign_elf_files(
+    root: Path, arch: str, *, known: Mapping[str, Mapping[str, str]] | None = None
+) -> list[tuple[str, str]]:
+    """(relative path, its architecture) of every ELF file under `root` not built for `arch`.
+
+    `known` maps a bundle-relative folder to the architectures of its ELF files
+    (paths relative to `root`), read earlier: those folders are not read again.
+    """
+    known = known or {}
+    found = [
+        (path, actual)
+        for arches in known.values()
+        for path, actual in arches.items()
+        if actual != arch
+    ]
+    leave_out = {root / folder for folder in known}
     for folder, dirs, files in os.walk(root):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if Path(folder, d) not in leave_out)
         for name in sorted(files):
             path = Path(folder, name)
             if is_elf(path):
                 actual = elf_arch(path)
                 if actual is not None and actual != arch:
                     found.append((path.relative_to(root).as_posix(), actual))
-    return found
+    return sorted(found)
 
 
-def check_architecture(root: Path, arch: str, runtime_prefix: Path | None) -> None:
-    """Raise CheckError naming each ELF file under `root` built for another architecture."""
-    foreign = foreign_elf_files(root, arch)
+def check_architecture(
+    root: Path,
+    arch: str,
+    runtime_prefix: Path | None,
+    *,
+    known: Mapping[str, Mapping[str, str]] | None = None,
+) -> None:
+    """Raise CheckError naming each ELF file under `root` built for another architecture.
+
+    `known`: as for `foreign_elf_files`.
+    """
+    foreign = foreign_elf_files(root, arch, known=known)
     if not foreign:
         return
     owners = map_owners(root, find_distributions(root), runtime_prefix)

@@ -64,6 +64,36 @@ class ElfInfo:
     elf_class: int = 64  # 32 or 64: the loader skips candidates of the other class
 
 
+def elf_info_to_json(info: ElfInfo) -> dict[str, Any]:
+    """`info` as plain JSON data (`elf_info_from_json` reads it back)."""
+    return {
+        "arch": info.arch,
+        "soname": info.soname,
+        "needed": list(info.needed),
+        "rpath": list(info.rpath),
+        "runpath": list(info.runpath),
+        "version-needs": [[n.library, n.name, list(n.symbols)] for n in info.version_needs],
+        "interpreter": info.interpreter,
+        "elf-class": info.elf_class,
+    }
+
+
+def elf_info_from_json(data: dict[str, Any]) -> ElfInfo:
+    return ElfInfo(
+        arch=data["arch"],
+        soname=data["soname"],
+        needed=tuple(data["needed"]),
+        rpath=tuple(data["rpath"]),
+        runpath=tuple(data["runpath"]),
+        version_needs=tuple(
+            VersionNeed(library, name, tuple(symbols))
+            for library, name, symbols in data["version-needs"]
+        ),
+        interpreter=data["interpreter"],
+        elf_class=data["elf-class"],
+    )
+
+
 def is_elf(path: Path) -> bool:
     """True for a regular file (not a symlink) that starts with the ELF magic."""
     if path.is_symlink() or not path.is_file():

@@ -10,10 +10,20 @@ manylinux policy the caller picked from `max-glibc`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from portpy_action.check.elf import ElfInfo, ElfReadError, is_elf, read_elf
+from portpy_action.check.arch import elf_arch
+from portpy_action.check.elf import (
+    ElfInfo,
+    ElfReadError,
+    elf_info_from_json,
+    elf_info_to_json,
+    is_elf,
+    read_elf,
+)
 from portpy_action.check.layout import find_runtimes
 from portpy_action.check.loader import BundleLoader
 from portpy_action.check.owners import Owners, find_distributions, map_owners
@@ -31,10 +41,13 @@ from portpy_action.check.report import (
 from portpy_action.check.searchpaths import search_path_entries
 
 
-def iter_elf_files(root: Path) -> Iterator[Path]:
-    """Every regular ELF file under `root`, whatever its name, in a stable order."""
+def iter_elf_files(root: Path, *, leave_out: Container[Path] = ()) -> Iterator[Path]:
+    """Every regular ELF file under `root`, whatever its name, in a stable order.
+
+    Folders in `leave_out` are not entered.
+    """
     for folder, dirs, files in os.walk(root):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if Path(folder, d) not in leave_out)
         for name in sorted(files):
             path = Path(folder, name)
             if is_elf(path):
@@ -108,10 +121,52 @@ def _bundle_path(path: Path | None, root: Path) -> str | None:
     return real.relative_to(real_root).as_posix() if real.is_relative_to(real_root) else None
 
 
-def _read_all(root: Path) -> tuple[dict[str, ElfInfo], list[str]]:
+@dataclass(frozen=True)
+class ElfFacts:
+    """What `read_elf` says of every ELF file in one folder of a bundle.
+
+    Paths are relative to the bundle. Kept with a cached environment so that a
+    bundle built from it reads only its own files (`scan_bundle(facts=...)`).
+    """
+
+    folder: str  # bundle-relative, e.g. "python"
+    files: Mapping[str, ElfInfo]
+    unreadable: tuple[str, ...] = ()
+    # Every ELF file's architecture from its header (`check.arch.elf_arch`), unreadable ones too.
+    arches: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "folder": self.folder,
+            "files": {path: elf_info_to_json(info) for path, info in self.files.items()},
+            "unreadable": list(self.unreadable),
+            "arches": dict(self.arches),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ElfFacts:
+        files = {str(path): elf_info_from_json(info) for path, info in data["files"].items()}
+        arches = {str(path): str(arch) for path, arch in data["arches"].items()}
+        return cls(str(data["folder"]), files, tuple(data["unreadable"]), arches)
+
+
+def read_elf_facts(root: Path, folder: str) -> ElfFacts:
+    """The facts of every ELF file under `root/folder`, named from `root`."""
+    infos, unreadable = _read_all(root, root / folder)
+    arches = {}
+    for path in (*infos, *unreadable):
+        arch = elf_arch(root / path)
+        if arch is not None:
+            arches[path] = arch
+    return ElfFacts(folder, infos, tuple(unreadable), arches)
+
+
+def _read_all(
+    root: Path, top: Path | None = None, *, leave_out: Container[Path] = ()
+) -> tuple[dict[str, ElfInfo], list[str]]:
     infos: dict[str, ElfInfo] = {}
     unreadable: list[str] = []
-    for path in iter_elf_files(root):
+    for path in iter_elf_files(top or root, leave_out=leave_out):
         relative = path.relative_to(root).as_posix()
         try:
             info = read_elf(path)
@@ -128,13 +183,15 @@ def scan_bundle(
     *,
     policy: ManylinuxPolicy | None = None,
     build_dirs: Sequence[Path] = (),
+    facts: Sequence[ElfFacts] = (),
 ) -> PortabilityReport:
     """Scan every ELF file under `root`, a bundle folder (or a bare runtime prefix).
 
     External libraries are judged by `policy`'s allow-list: pass
     `policy_for_glibc(max_glibc)`, the one `enforce_policy` holds the report to
     (by default the newest manylinux policy). An RPATH/RUNPATH entry naming one of
-    `build_dirs` is an error in the report.
+    `build_dirs` is an error in the report. The folders `facts` describe are
+    taken from them instead of read again.
     """
     root = Path(os.path.abspath(root))
     policy = policy or policy_for_glibc(None)
@@ -142,7 +199,12 @@ def scan_bundle(
     prefix, interpreter = runtimes[0] if len(runtimes) == 1 else (None, None)
     owners = map_owners(root, find_distributions(root), prefix)
 
-    infos, unreadable = _read_all(root)
+    infos, unreadable = _read_all(root, leave_out={root / known.folder for known in facts})
+    for known in facts:
+        infos.update(known.files)
+        unreadable.extend(known.unreadable)
+    infos = {path: infos[path] for path in sorted(infos)}  # the order a full read gives
+    unreadable.sort()
     loader = BundleLoader(root, infos, interpreter=_bundle_path(interpreter, root))
     outside = loader.resolve()
     scanned = tuple(file_needs(path, infos[path], outside[path], owners=owners) for path in infos)

@@ -63,10 +63,12 @@ from portpy_action.check.smoke import smoke_test
 from portpy_action.distributions import Distribution
 from portpy_action.errors import InputError, writing_to
 from portpy_action.log import Logger
-from portpy_action.pack import PackedArchive, archive_mtime, pack
+from portpy_action.pack import PackedArchive, Segment, archive_mtime, pack
+from portpy_action.packcache import keep_segment, kept_segment, segment_key
 from portpy_action.runtime import Release, fetch_runtime
 from portpy_action.runtime.prepared import sysconfig_sources
 from portpy_action.runtime.probe import arch_of
+from portpy_action.runtime.unpack import TOP
 from portpy_action.scratch import Discarded, scratch_folder, sweep, sweep_trash
 from portpy_action.spec import BuildSpec
 
@@ -120,14 +122,24 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
     _check_inputs(spec)
     # pyproject.toml and lock files are read now: a broken one fails before any download.
     plan = plan_install(spec.requirements, spec.project_dir, install_project=spec.install_project)
-    with _work_folder(spec.output_dir, log) as work:
+    vendoring = spec.external_libs == "vendor"  # the one stage that writes into python/ late
+    cache = EnvironmentCache(
+        plan,
+        spec.installer,
+        spec.compile_bytecode,
+        spec.runtime.cache_dir,
+        log,
+        read_only=not vendoring,
+    )
+    with (
+        _work_folder(spec.output_dir, log) as work,
+        # A hit may move the cached environment in, not copy it; it goes back after pack.
+        cache.borrowing(work, work / spec.name / TOP),
+    ):
         bundle = work / spec.name
         bundle.mkdir()
         # The tool's own folders: never part of the project or of what gets installed.
         tool_folders = (spec.output_dir, work, spec.runtime.cache_dir)
-        cache = EnvironmentCache(
-            plan, spec.installer, spec.compile_bytecode, spec.runtime.cache_dir, log
-        )
         runtime = fetch_runtime(
             spec.runtime,
             bundle,
@@ -241,17 +253,24 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
             with log.stage("cache", "Keep the installed environment for the next build"):
                 cache.keep(runtime.root, own)
 
-        if spec.external_libs == "vendor":
+        if vendoring:
             with log.stage("vendor", "Copy external libraries into the bundle"):
                 for lib in vendor_external_libs(bundle, max_glibc=spec.max_glibc):
                     users = ", ".join(lib.needed_by) or "the libraries above"
                     log.info(f"  {lib.copy} <- {lib.source} (for {users})")
 
         with log.stage("scan", "Measure the glibc baseline and external libraries"):
-            check_architecture(bundle, arch_of(release.target), runtime.root)
+            # python/'s ELF files as read when its environment was kept, unless vendored into.
+            known = () if vendoring or cache.elf_facts is None else (cache.elf_facts,)
+            check_architecture(
+                bundle,
+                arch_of(release.target),
+                runtime.root,
+                known={facts.folder: facts.arches for facts in known},
+            )
             # Judged once, with the policy max-glibc selects; RPATHs naming `work` fail.
             policy = policy_for_glibc(spec.max_glibc)
-            report = scan_bundle(bundle, policy=policy, build_dirs=(work,))
+            report = scan_bundle(bundle, policy=policy, build_dirs=(work,), facts=known)
             enforce_policy(
                 report, max_glibc=spec.max_glibc, external_libs=spec.external_libs, log=log
             )
@@ -272,8 +291,10 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                 smoke=SmokeSettings(spec.smoke_skip_imports, spec.smoke_command),
             )
             write_json(bundle / MANIFEST_NAME, manifest)
-            # The last look for the build folder's path, now that every file is written.
-            for fix in remove_build_paths(bundle, [work]):
+            # The last look for the build folder's path, now that every file is written
+            # (a restored python/ had its look before it was kept, and nothing wrote to it).
+            settled = [runtime.root] if restored and not vendoring else []
+            for fix in remove_build_paths(bundle, [work], leave_out=settled):
                 log.info(f"  {fix.path}: {fix.action}")
 
         with log.stage("sbom", f"List the bundle's components in {SBOM_NAME}"):
@@ -288,8 +309,9 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
 
         name = spec.archive_name(release.version, release.target)
         with log.stage("pack", f"Pack {name}"):
-            packed = pack(bundle, work / name, format=spec.format, mtime=archive_mtime())
+            packed = _pack(bundle, work / name, spec, cache, log=log)
             log.info(f"  {packed.size} bytes, sha256 {packed.sha256}")
+        cache.give_back(runtime.root)  # python/ is packed: the smoke test runs the archive
 
         smoke = None
         emulator = smoke_emulator(arch_of(release.target), log=log) if spec.smoke_test else None
@@ -332,6 +354,25 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
         timings=dict(log.timings),
         report=report,
     )
+
+
+def _pack(
+    bundle: Path, archive: Path, spec: BuildSpec, cache: EnvironmentCache, *, log: Logger
+) -> PackedArchive:
+    """Pack the bundle; python/'s gzip members come from the cache when python/ did."""
+    mtime = archive_mtime()
+    entry = cache.entry_id if cache.read_only else None  # vendoring writes into python/
+    if spec.format != "tar.gz" or entry is None:
+        return pack(bundle, archive, format=spec.format, mtime=mtime)
+    key = segment_key(entry, name=bundle.name, mtime=mtime)
+    cache_dir = spec.runtime.cache_dir
+    with kept_segment(cache_dir, key) as kept:
+        packed = pack(bundle, archive, format="tar.gz", mtime=mtime, segment=Segment(TOP, kept))
+    if kept is not None:
+        log.info(f"  python/ as packed before ({key[:12]})")
+    elif packed.segment is not None and keep_segment(cache_dir, key, packed.path, packed.segment):
+        log.info(f"  kept python/'s packed bytes for the next build ({key[:12]})")
+    return packed
 
 
 def _check_inputs(spec: BuildSpec) -> None:

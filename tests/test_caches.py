@@ -6,12 +6,16 @@ a `--find-links` folder: no index, no GitHub.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,8 +24,19 @@ import pytest
 from portpy_action.build import BuildResult, build
 from portpy_action.bundle.dependencies import plan_install
 from portpy_action.bundle.envcache import UNPINNED_MAX_AGE, environment_key
+from portpy_action.errors import PortpyError
 from portpy_action.log import Logger
-from portpy_action.runtime.cachestore import KEEP_ENTRIES, copy_tree, lookup, prune, store
+from portpy_action.pack import SegmentSpan
+from portpy_action.packcache import keep_segment, kept_segment, segment_key
+from portpy_action.runtime.cachestore import (
+    KEEP_ENTRIES,
+    borrow,
+    copy_tree,
+    give_back,
+    lookup,
+    prune,
+    store,
+)
 from portpy_action.spec import BuildSpec
 from tests.fixtures.pbs import PbsReleases
 from tests.fixtures.wheels import WheelSet
@@ -141,6 +156,42 @@ def test_a_changed_requirements_file_misses(
     assert "environment cache: miss" in log
 
 
+def _tree_digest(root: Path) -> dict[str, tuple[int, str]]:
+    """Every file under `root`: its mode and content hash (symlinks: their target)."""
+    seen = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        if path.is_symlink():
+            seen[path.relative_to(root).as_posix()] = (info.st_mode, os.readlink(path))
+        elif path.is_file():
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            seen[path.relative_to(root).as_posix()] = (info.st_mode, digest)
+    return seen
+
+
+@pytest.mark.slow  # two more builds
+def test_a_hit_moves_the_environment_in_and_gives_it_back_unchanged(
+    builds: Builds,
+    cold_then_warm: tuple[tuple[BuildResult, str], tuple[BuildResult, str]],
+) -> None:
+    (cold, cold_log), (_, warm_log) = cold_then_warm
+    assert "kept python/'s packed bytes for the next build" in cold_log
+    assert "python/ as packed before" in warm_log  # and the bytes are the cold build's
+    short = re.search(r"environment cache: filled \((\w+)\)", cold_log)
+    assert short is not None
+    (entry,) = (builds.folder / "cache" / "environments").glob(f"{short[1]}*[!k]")  # not .lock
+    before = _tree_digest(entry)
+    assert any(name.startswith("python/lib/python3.12/site-packages/") for name in before)
+    # Fails after python/ was placed (the command names no module of the bundle).
+    with pytest.raises(PortpyError):
+        builds.run(command="-m no_such_module")
+    again, log = builds.run()
+    assert "environment cache: hit" in log
+    assert again.sha256 == cold.sha256
+    assert _tree_digest(entry) == before
+    assert not list((builds.folder / "out").glob(".portpy-*/.borrowed-environment"))
+
+
 # --------------------------------------------------------------------------
 # the cache store
 
@@ -225,6 +276,97 @@ def test_copy_tree_keeps_modes_and_symlinks_and_shares_no_inode(tmp_path: Path) 
     finally:
         (src / "ro").chmod(0o755)
         (tmp_path / "dst" / "ro").chmod(0o755)
+
+
+def test_copy_tree_with_link_shares_inodes_and_copies_across_file_systems(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "src"
+    (src / "lib").mkdir(parents=True)
+    (src / "lib" / "data").write_bytes(b"x" * 1000)
+    (src / "lib" / "tool").write_text("#!/bin/sh\n")
+    (src / "lib" / "tool").chmod(0o755)
+    (src / "lib" / "link").symlink_to("data")
+    assert copy_tree(src, tmp_path / "linked", link=True) == 2
+    linked = tmp_path / "linked" / "lib"
+    assert (linked / "data").stat().st_ino == (src / "lib" / "data").stat().st_ino
+    assert (linked / "tool").stat().st_mode & 0o777 == 0o755
+    assert os.readlink(linked / "link") == "data"
+    # /dev/shm is another file system: no hard link can reach it, so the files are copied.
+    other = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        assert copy_tree(src, other / "copied", link=True) == 2
+        copied = other / "copied" / "lib" / "data"
+        assert copied.read_bytes() == b"x" * 1000
+        assert copied.stat().st_ino != (src / "lib" / "data").stat().st_ino
+    finally:
+        shutil.rmtree(other)
+
+
+def _filled(tmp_path: Path, key: str = "k") -> Path:
+    kind = tmp_path / "cache" / "environments"
+    store(kind, key, lambda folder: (folder / "python").mkdir())
+    return kind
+
+
+def test_a_borrowed_entry_leaves_the_cache_and_comes_back(tmp_path: Path) -> None:
+    kind = _filled(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    borrowed = borrow(kind, "k", work / "env")
+    assert borrowed == work / "env"
+    assert (borrowed / "python").is_dir()
+    assert not (kind / "k").exists()  # meanwhile another build with this key misses
+    with lookup(kind, "k") as entry:
+        assert entry is None
+    assert give_back(kind, "k", borrowed)
+    assert (kind / "k" / "python").is_dir() and not borrowed.exists()
+
+
+def test_an_entry_another_build_reads_is_not_borrowed(tmp_path: Path) -> None:
+    kind = _filled(tmp_path)
+    with lookup(kind, "k") as entry:
+        assert entry is not None
+        assert borrow(kind, "k", tmp_path / "env") is None
+    assert (kind / "k").is_dir()
+
+
+def test_an_entry_is_not_borrowed_across_file_systems(tmp_path: Path) -> None:
+    kind = _filled(tmp_path)
+    other = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        assert borrow(kind, "k", other / "env") is None
+        assert (kind / "k" / "python").is_dir()
+    finally:
+        shutil.rmtree(other)
+
+
+def test_a_newer_entry_wins_over_one_given_back(tmp_path: Path) -> None:
+    kind = _filled(tmp_path)
+    borrowed = borrow(kind, "k", tmp_path / "env")
+    assert borrowed is not None
+    store(kind, "k", lambda folder: (folder / "newer").touch())  # another build filled it
+    assert not give_back(kind, "k", borrowed)
+    assert (kind / "k" / "newer").exists()
+
+
+def test_packed_members_are_kept_and_found_by_their_key(tmp_path: Path) -> None:
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(b"head" + b"MEMBERS" + b"tail")
+    key = segment_key("entry-1", name="demo", mtime=0)
+    assert keep_segment(tmp_path / "cache", key, archive, SegmentSpan(4, 11, 512))
+    with kept_segment(tmp_path / "cache", key) as kept:
+        assert kept is not None
+        assert kept.path.read_bytes() == b"MEMBERS" and kept.tar_size == 512
+    # Another entry, name or time is another key.
+    others = {
+        segment_key("entry-2", name="demo", mtime=0),
+        segment_key("entry-1", name="other", mtime=0),
+        segment_key("entry-1", name="demo", mtime=1),
+    }
+    assert key not in others and len(others) == 3
+    with kept_segment(tmp_path / "cache", segment_key("entry-2", name="demo", mtime=0)) as kept:
+        assert kept is None
 
 
 # --------------------------------------------------------------------------

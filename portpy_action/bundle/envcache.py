@@ -23,23 +23,27 @@ import json
 import os
 import re
 import subprocess
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from portpy_action.bundle.dependencies import InstallPlan
 from portpy_action.bundle.install import _logical_lines, _split, uv_binary
 from portpy_action.bundle.lockfiles import PYLOCK, UV_LOCK, lock_format
+from portpy_action.check.scan import ElfFacts, read_elf_facts
 from portpy_action.childenv import child_environ
 from portpy_action.choices import Installer
 from portpy_action.log import Logger
-from portpy_action.runtime.cachestore import copy_tree, lookup, store
+from portpy_action.runtime.cachestore import borrow, copy_tree, give_back, lookup, store
+from portpy_action.runtime.prepared import CachedTree
 from portpy_action.runtime.unpack import TOP
 
 KIND = "environments"
-# Bump when what an entry holds changes (2: the runtime's own distributions beside python/).
-SCHEMA = 2
+# Bump when what an entry holds changes (2: the runtime's own distributions beside python/;
+# 3: the ELF facts of python/ beside it).
+SCHEMA = 3
 # A day: a daily build picks up new releases of unpinned requirements.
 UNPINNED_MAX_AGE = 24 * 3600
 
@@ -208,11 +212,22 @@ class EnvironmentCache:
     key: EnvironmentKey = field(
         default_factory=lambda: EnvironmentKey(None, False, "a cross build")
     )
+    # No later stage writes into python/ (nothing is vendored): a hit may link, not copy.
+    read_only: bool = False
+    # Where a read-only hit may move the entry for the build's time (`cachestore.borrow`);
+    # `give_back` returns it.
+    borrow_into: Path | None = None
     # On a hit: the names of the distributions the runtime itself came with (its pip).
     runtime_distributions: frozenset[str] = frozenset()
+    # The ELF facts of python/, read when the entry was filled (None: not known).
+    elf_facts: ElfFacts | None = None
+    _borrowed: Path | None = None
+    # Names the entry's content, new at each fill: python/ in this build is exactly the
+    # entry's (a hit, or the tree this build stored). None otherwise.
+    entry_id: str | None = None
 
     @contextmanager
-    def lookup(self, runtime_key: str, target: str) -> Iterator[Path | None]:
+    def lookup(self, runtime_key: str, target: str) -> Iterator[CachedTree | None]:
         """The cached `python/` for this plan on this runtime, or None (a `Substitute`)."""
         self.key = environment_key(
             self.plan,
@@ -227,35 +242,105 @@ class EnvironmentCache:
             yield None
             return
         short = self.key.digest[:12]
+        if self.read_only and self.borrow_into is not None:
+            borrowed = borrow(
+                self.cache_dir / KIND, self.key.digest, self.borrow_into, max_age=self.key.max_age
+            )
+            if borrowed is not None:
+                self._borrowed = borrowed
+                tree = self._take(borrowed, short)
+                if tree is None:  # damaged: dropped with the work folder
+                    self._borrowed = None
+                yield replace(tree, borrowed=True) if tree is not None else None
+                return
         with lookup(self.cache_dir / KIND, self.key.digest, max_age=self.key.max_age) as entry:
             if entry is None:
                 self.log.info(f"environment cache: miss ({short})")
                 yield None
                 return
-            try:
-                names = json.loads((entry / _RUNTIME_DISTRIBUTIONS).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                names = None
-            if not isinstance(names, list) or not (entry / TOP).is_dir():
-                self.log.warning(f"environment cache: entry {short} is damaged; not used")
-                yield None
-                return
-            self.runtime_distributions = frozenset(str(name) for name in names)
-            self.log.info(f"environment cache: hit ({short}): install, repair, relocate skipped")
-            yield entry / TOP
+            yield self._take(entry, short)
+
+    def _take(self, entry: Path, short: str) -> CachedTree | None:
+        """The entry's python/, its facts read into this object; None if damaged."""
+        try:
+            names = json.loads((entry / _RUNTIME_DISTRIBUTIONS).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            names = None
+        if not isinstance(names, list) or not (entry / TOP).is_dir():
+            self.log.warning(f"environment cache: entry {short} is damaged; not used")
+            return None
+        self.runtime_distributions = frozenset(str(name) for name in names)
+        self.elf_facts = _read_facts(entry / _ELF_FACTS)
+        self.entry_id = _read_id(entry / _ENTRY_ID)
+        self.log.info(f"environment cache: hit ({short}): install, repair, relocate skipped")
+        return CachedTree(entry / TOP, read_only=self.read_only)
+
+    @contextmanager
+    def borrowing(self, work: Path, python: Path) -> Iterator[None]:
+        """Within the block a read-only hit may borrow the entry into `work`; it is given
+        back from `python` at the latest when the block ends, whatever happened in it."""
+        self.borrow_into = work / ".borrowed-environment"
+        try:
+            yield
+        finally:
+            self.give_back(python)
+            self.borrow_into = None
+
+    def give_back(self, python: Path) -> None:
+        """Return a borrowed entry to the cache, its python/ taken back from the bundle.
+
+        Nothing wrote into it (a borrowed entry is read-only for the build), so it
+        goes back after a failed build too.
+        """
+        borrowed, self._borrowed = self._borrowed, None
+        if borrowed is None or self.key.digest is None:
+            return
+        if python.is_dir():
+            python.rename(borrowed / TOP)
+        if (borrowed / TOP).is_dir() and give_back(
+            self.cache_dir / KIND, self.key.digest, borrowed
+        ):
+            return
+        self.log.info("environment cache: a newer entry took this one's place")
 
     def keep(self, root: Path, runtime_distributions: set[str]) -> None:
-        """Store `root` (installed, repaired, relocated, compiled) under this build's key."""
+        """Store `root` (installed, repaired, relocated, compiled) under this build's key.
+
+        The ELF facts of `root` are read here and kept with it (`elf_facts`).
+        """
         if self.key.digest is None:
             return
+        facts = read_elf_facts(root.parent, root.name)
+        entry_id = uuid.uuid4().hex
 
         def fill(folder: Path) -> None:
             copy_tree(root, folder / TOP)
             names = json.dumps(sorted(runtime_distributions))
             (folder / _RUNTIME_DISTRIBUTIONS).write_text(names, encoding="utf-8")
+            (folder / _ELF_FACTS).write_text(json.dumps(facts.to_json()), encoding="utf-8")
+            (folder / _ENTRY_ID).write_text(entry_id, encoding="ascii")
 
+        self.elf_facts = facts
         if store(self.cache_dir / KIND, self.key.digest, fill, max_age=self.key.max_age):
+            self.entry_id = entry_id  # else another build filled it: its tree, not this one
             self.log.info(f"environment cache: filled ({self.key.digest[:12]})")
 
 
 _RUNTIME_DISTRIBUTIONS = "runtime-distributions.json"
+_ELF_FACTS = "elf-facts.json"
+_ENTRY_ID = "entry-id"
+
+
+def _read_id(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="ascii").strip() or None
+    except (OSError, ValueError):
+        return None
+
+
+def _read_facts(path: Path) -> ElfFacts | None:
+    """The kept ELF facts, or None when missing or unreadable (the scan reads the files)."""
+    try:
+        return ElfFacts.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

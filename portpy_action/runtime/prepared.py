@@ -47,9 +47,21 @@ COMPILE_SETTINGS = {"invalidation-mode": "unchecked-hash", "hash-seed": "0", "na
 
 KIND = "runtimes"
 
+
+@dataclass(frozen=True)
+class CachedTree:
+    """A finished `python/` offered instead of the prepared runtime."""
+
+    path: Path
+    # No later stage writes into it: its files may be hard links to the cache's.
+    read_only: bool
+    # Moved out of the cache for this build alone (`cachestore.borrow`): placed by a rename.
+    borrowed: bool = False
+
+
 # Given the prepared runtime's key and the target: a finished `python/` to use
 # instead (the installed-environment cache), or None.
-Substitute = Callable[[str, str], AbstractContextManager[Path | None]]
+Substitute = Callable[[str, str], AbstractContextManager[CachedTree | None]]
 
 
 def prepared_key(asset_sha256: str, *, compiled: bool) -> str:
@@ -100,7 +112,6 @@ def prepare(archive: Path, folder: Path, *, compiled: bool, log: Logger) -> None
 class PreparedCopy:
     key: str
     hit: bool
-    files: int
     # The substitute was used: python/ holds an installed environment, not a bare runtime.
     substituted: bool = False
 
@@ -126,9 +137,13 @@ def copy_prepared(
             if tree is not None:
                 with log.stage("unpack", "The runtime comes with the cached environment"):
                     pass
-                with log.stage("install", "Copy the installed environment from the cache"):
-                    files = _place(tree, dest)
-                return PreparedCopy(key, True, files, substituted=True)
+                with log.stage("install", "Place the installed environment from the cache"):
+                    if tree.borrowed:
+                        dest.mkdir(parents=True, exist_ok=True)
+                        tree.path.rename(dest / TOP)
+                    else:
+                        _place(tree.path, dest, link=tree.read_only)
+                return PreparedCopy(key, True, substituted=True)
 
     def fill(folder: Path) -> None:
         prepare(archive, folder, compiled=compiled, log=log)
@@ -137,15 +152,16 @@ def copy_prepared(
         log.info(f"prepared-runtime cache: {'hit' if hit else 'miss, filled'} ({key[:12]})")
         with log.stage("unpack", "Copy the prepared runtime into the bundle"):
             files = _place(entry / TOP, dest)
-    return PreparedCopy(key, hit, files)
+            log.info(f"  {files} files")
+    return PreparedCopy(key, hit)
 
 
-def _place(tree: Path, dest: Path) -> int:
-    """Copy `tree` to `dest/python`, under a temporary name until complete."""
+def _place(tree: Path, dest: Path, *, link: bool = False) -> int:
+    """Copy (or link) `tree` to `dest/python`, under a temporary name until complete."""
     dest.mkdir(parents=True, exist_ok=True)
     staging = dest / f".{TOP}.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    files = copy_tree(tree, staging)
+    files = copy_tree(tree, staging, link=link)
     staging.rename(dest / TOP)
     return files
 

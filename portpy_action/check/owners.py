@@ -71,13 +71,24 @@ def _relative_to_root(entries: list[str], site_packages: Path, root: Path) -> It
 def find_distributions(root: Path) -> tuple[InstalledDistribution, ...]:
     """Every installed distribution under `root` that has a RECORD, sorted by name."""
     found = []
-    for record in sorted(root.rglob("*.dist-info/RECORD")):
-        dist_info = record.parent
+    for dist_info in _dist_info_folders(root):
         name, version = _name_and_version(dist_info)
         entries = _record_entries(dist_info)
         files = tuple(_relative_to_root(entries, dist_info.parent, root))
         found.append(InstalledDistribution(name, version, dist_info, tuple(entries), files))
     return tuple(sorted(found, key=lambda d: canonical_name(d.name)))
+
+
+def _dist_info_folders(root: Path) -> list[Path]:
+    """Every `*.dist-info` folder under `root` holding a RECORD, sorted.
+
+    os.walk over plain strings: pathlib's rglob took twice as long on large bundles.
+    """
+    found = []
+    for folder, _, files in os.walk(root):
+        if folder.endswith(".dist-info") and "RECORD" in files:
+            found.append(Path(folder))
+    return sorted(found)
 
 
 @dataclass(frozen=True)

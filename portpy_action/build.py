@@ -59,6 +59,7 @@ from portpy_action.check import PortabilityReport, enforce_policy, scan_bundle
 from portpy_action.check.arch import check_architecture
 from portpy_action.check.emulation import smoke_emulator
 from portpy_action.check.policy import policy_for_glibc
+from portpy_action.check.scan import read_elf_facts
 from portpy_action.check.smoke import smoke_test
 from portpy_action.distributions import Distribution
 from portpy_action.errors import InputError, writing_to
@@ -249,7 +250,10 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                 left = ", ".join((*SOURCE_ONLY, *STDLIB_SOURCE_ONLY))
                 log.info(f"  {compiled} files; left as source: {left}")
 
-        if not restored and cache.key.digest is not None:
+        # A new environment is kept for the next build: moved into the cache once packed,
+        # or copied now when vendoring will write into it.
+        keeping = not restored and cache.key.digest is not None
+        if keeping and vendoring:
             with log.stage("cache", "Keep the installed environment for the next build"):
                 cache.keep(runtime.root, own)
 
@@ -260,6 +264,8 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                     log.info(f"  {lib.copy} <- {lib.source} (for {users})")
 
         with log.stage("scan", "Measure the glibc baseline and external libraries"):
+            if keeping and not vendoring:  # read once: for this scan and the next build's
+                cache.elf_facts = read_elf_facts(bundle, TOP)
             # python/'s ELF files as read when its environment was kept, unless vendored into.
             known = () if vendoring or cache.elf_facts is None else (cache.elf_facts,)
             check_architecture(
@@ -311,7 +317,13 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
         with log.stage("pack", f"Pack {name}"):
             packed = _pack(bundle, work / name, spec, cache, log=log)
             log.info(f"  {packed.size} bytes, sha256 {packed.sha256}")
-        cache.give_back(runtime.root)  # python/ is packed: the smoke test runs the archive
+        # python/ is packed: the smoke test runs the archive.
+        if restored:
+            cache.give_back(runtime.root)
+        elif keeping and not vendoring:
+            with log.stage("cache", "Keep the installed environment for the next build"):
+                cache.keep(runtime.root, own, move=True)
+                _keep_segment(packed, bundle.name, spec, cache, log=log)
 
         smoke = None
         emulator = smoke_emulator(arch_of(release.target), log=log) if spec.smoke_test else None
@@ -361,18 +373,30 @@ def _pack(
 ) -> PackedArchive:
     """Pack the bundle; python/'s gzip members come from the cache when python/ did."""
     mtime = archive_mtime()
-    entry = cache.entry_id if cache.read_only else None  # vendoring writes into python/
-    if spec.format != "tar.gz" or entry is None:
+    if spec.format != "tar.gz" or not cache.read_only or cache.key.digest is None:
         return pack(bundle, archive, format=spec.format, mtime=mtime)
-    key = segment_key(entry, name=bundle.name, mtime=mtime)
-    cache_dir = spec.runtime.cache_dir
-    with kept_segment(cache_dir, key) as kept:
+    # python/ comes from the environment cache, or goes into it: its members may be reused.
+    if cache.entry_id is None:  # not kept yet: its members are kept with it (_keep_segment)
+        return pack(bundle, archive, format="tar.gz", mtime=mtime, segment=Segment(TOP))
+    key = segment_key(cache.entry_id, name=bundle.name, mtime=mtime)
+    with kept_segment(spec.runtime.cache_dir, key) as kept:
         packed = pack(bundle, archive, format="tar.gz", mtime=mtime, segment=Segment(TOP, kept))
     if kept is not None:
         log.info(f"  python/ as packed before ({key[:12]})")
-    elif packed.segment is not None and keep_segment(cache_dir, key, packed.path, packed.segment):
-        log.info(f"  kept python/'s packed bytes for the next build ({key[:12]})")
+    else:
+        _keep_segment(packed, bundle.name, spec, cache, log=log)
     return packed
+
+
+def _keep_segment(
+    packed: PackedArchive, name: str, spec: BuildSpec, cache: EnvironmentCache, *, log: Logger
+) -> None:
+    """Keep python/'s members of `packed` for the next build on the same environment entry."""
+    if packed.segment is None or cache.entry_id is None:
+        return
+    key = segment_key(cache.entry_id, name=name, mtime=archive_mtime())
+    if keep_segment(spec.runtime.cache_dir, key, packed.path, packed.segment):
+        log.info(f"  kept python/'s packed bytes for the next build ({key[:12]})")
 
 
 def _check_inputs(spec: BuildSpec) -> None:

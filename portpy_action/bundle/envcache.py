@@ -18,6 +18,7 @@ files or folders (their content is not in the key) and cross builds.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -303,18 +304,21 @@ class EnvironmentCache:
             return
         self.log.info("environment cache: a newer entry took this one's place")
 
-    def keep(self, root: Path, runtime_distributions: set[str]) -> None:
+    def keep(self, root: Path, runtime_distributions: set[str], *, move: bool = False) -> None:
         """Store `root` (installed, repaired, relocated, compiled) under this build's key.
 
-        The ELF facts of `root` are read here and kept with it (`elf_facts`).
+        Its ELF facts (`elf_facts`, read now unless already read) are kept with it.
+        With `move`, `root` itself goes into the cache where one rename can do it
+        (the build needs it no more), else it is copied.
         """
         if self.key.digest is None:
             return
-        facts = read_elf_facts(root.parent, root.name)
+        facts = self.elf_facts or read_elf_facts(root.parent, root.name)
         entry_id = uuid.uuid4().hex
 
         def fill(folder: Path) -> None:
-            copy_tree(root, folder / TOP)
+            if not (move and _moved(root, folder / TOP)):
+                copy_tree(root, folder / TOP)
             names = json.dumps(sorted(runtime_distributions))
             (folder / _RUNTIME_DISTRIBUTIONS).write_text(names, encoding="utf-8")
             (folder / _ELF_FACTS).write_text(json.dumps(facts.to_json()), encoding="utf-8")
@@ -329,6 +333,16 @@ class EnvironmentCache:
 _RUNTIME_DISTRIBUTIONS = "runtime-distributions.json"
 _ELF_FACTS = "elf-facts.json"
 _ENTRY_ID = "entry-id"
+
+
+def _moved(source: Path, target: Path) -> bool:
+    try:
+        source.rename(target)
+    except OSError as exc:
+        if exc.errno in (errno.EXDEV, errno.EPERM, errno.EACCES):
+            return False  # the cache is on another file system: copied instead
+        raise
+    return True
 
 
 def _read_id(path: Path) -> str | None:

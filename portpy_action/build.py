@@ -54,6 +54,7 @@ from portpy_action.bundle.project import WORK_FOLDER_PREFIX, copy_project
 from portpy_action.bundle.repair import repair_elf_files
 from portpy_action.bundle.sbom import SBOM_NAME, bundle_sbom, scan_distributions, write_sbom
 from portpy_action.bundle.scripts import relocate_scripts
+from portpy_action.bundle.strip import strip_binaries, strip_tool
 from portpy_action.bundle.vendor import vendor_external_libs
 from portpy_action.check import PortabilityReport, enforce_policy, scan_bundle
 from portpy_action.check.arch import check_architecture
@@ -126,7 +127,12 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
         # The tool's own folders: never part of the project or of what gets installed.
         tool_folders = (spec.output_dir, work, spec.runtime.cache_dir)
         cache = EnvironmentCache(
-            plan, spec.installer, spec.compile_bytecode, spec.runtime.cache_dir, log
+            plan,
+            spec.installer,
+            spec.compile_bytecode,
+            spec.runtime.cache_dir,
+            log,
+            stripped=spec.strip_binaries,
         )
         runtime = fetch_runtime(
             spec.runtime,
@@ -237,6 +243,11 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                 left = ", ".join((*SOURCE_ONLY, *STDLIB_SOURCE_ONLY))
                 log.info(f"  {compiled} files; left as source: {left}")
 
+        if spec.strip_binaries:
+            with log.stage("strip", "Strip symbol tables and debug info from ELF files"):
+                if not restored:  # a restored python/ was stripped when it was kept
+                    _strip(runtime.root, bundle, log)
+
         if not restored and cache.key.digest is not None:
             with log.stage("cache", "Keep the installed environment for the next build"):
                 cache.keep(runtime.root, own)
@@ -334,8 +345,21 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
     )
 
 
+def _strip(root: Path, bundle: Path, log: Logger) -> None:
+    """strip-binaries: strip python/'s ELF files; say what it saved and what it could not strip."""
+    results = strip_binaries(root)
+    done = [r for r in results if not r.problem]
+    for kept in (r for r in results if r.problem):
+        rel = kept.path.relative_to(bundle).as_posix()
+        log.warning(f"strip-binaries: `{rel}` kept unstripped: {kept.problem}", file=rel)
+    before, after = sum(r.before for r in done), sum(r.after for r in done)
+    log.info(f"  {len(done)} files, {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB")
+
+
 def _check_inputs(spec: BuildSpec) -> None:
     """Fail before any download on inputs that cannot work (they may have changed since the spec)."""
+    if spec.strip_binaries:
+        strip_tool()  # binutils' strip: an input error now, not after the install
     if spec.requirements is not None:
         if not spec.requirements.is_file():
             raise InputError(

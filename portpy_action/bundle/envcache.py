@@ -104,6 +104,7 @@ def environment_key(
     target: str,
     compiled: bool,
     env: Mapping[str, str] | None = None,
+    stripped: bool = False,
 ) -> EnvironmentKey:
     """What the environment cache keys an install by, or why it is not cached."""
     if plan.project is not None:
@@ -133,6 +134,7 @@ def environment_key(
         "installer-version": _installer_version(installer),
         "target": target,
         "compiled": compiled,
+        "stripped": stripped,  # strip-binaries: python/'s ELF files stripped before keeping
         "settings": hashlib.sha256(json.dumps(settings).encode()).hexdigest(),
     }
     digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:32]
@@ -210,6 +212,7 @@ class EnvironmentCache:
     )
     # On a hit: the names of the distributions the runtime itself came with (its pip).
     runtime_distributions: frozenset[str] = frozenset()
+    stripped: bool = False  # strip-binaries
 
     @contextmanager
     def lookup(self, runtime_key: str, target: str) -> Iterator[Path | None]:
@@ -221,6 +224,7 @@ class EnvironmentCache:
             target=target,
             compiled=self.compiled,
             env=self.env,
+            stripped=self.stripped,
         )
         if self.key.digest is None:
             self.log.info(f"environment cache: not used ({self.key.why_not})")

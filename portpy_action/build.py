@@ -72,6 +72,9 @@ from portpy_action.scratch import Discarded, scratch_folder, sweep, sweep_trash
 from portpy_action.spec import BuildSpec
 
 WORK_PREFIX = WORK_FOLDER_PREFIX
+# strip-binaries names this many files it could not strip (a cross build's strip
+# may fail on every one), then counts the rest.
+_STRIP_WARNINGS = 5
 
 
 @dataclass(frozen=True)
@@ -246,7 +249,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
         if spec.strip_binaries:
             with log.stage("strip", "Strip symbol tables and debug info from ELF files"):
                 if not restored:  # a restored python/ was stripped when it was kept
-                    _strip(runtime.root, bundle, log)
+                    _strip(runtime.root, bundle, arch_of(release.target), log)
 
         if not restored and cache.key.digest is not None:
             with log.stage("cache", "Keep the installed environment for the next build"):
@@ -345,13 +348,16 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
     )
 
 
-def _strip(root: Path, bundle: Path, log: Logger) -> None:
+def _strip(root: Path, bundle: Path, arch: str, log: Logger) -> None:
     """strip-binaries: strip python/'s ELF files; say what it saved and what it could not strip."""
-    results = strip_binaries(root)
+    results = strip_binaries(root, tool=strip_tool(arch))
     done = [r for r in results if not r.problem]
-    for kept in (r for r in results if r.problem):
-        rel = kept.path.relative_to(bundle).as_posix()
-        log.warning(f"strip-binaries: `{rel}` kept unstripped: {kept.problem}", file=rel)
+    kept = [r for r in results if r.problem]
+    for one in kept[:_STRIP_WARNINGS]:
+        rel = one.path.relative_to(bundle).as_posix()
+        log.warning(f"strip-binaries: `{rel}` kept unstripped: {one.problem}", file=rel)
+    if len(kept) > _STRIP_WARNINGS:
+        log.warning(f"strip-binaries: {len(kept) - _STRIP_WARNINGS} more files kept unstripped")
     before, after = sum(r.before for r in done), sum(r.after for r in done)
     log.info(f"  {len(done)} files, {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB")
 

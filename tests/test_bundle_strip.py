@@ -21,6 +21,7 @@ from portpy_action.bundle.manifest_inputs import content_inputs
 from portpy_action.bundle.record import record_hash
 from portpy_action.bundle.strip import elf_layout, strip_binaries, strip_tool
 from portpy_action.errors import InputError
+from portpy_action.runtime.probe import machine_arch
 from portpy_action.spec import BuildSpec
 from tests.fixtures.native import compile_c, dynamic, install_dist
 
@@ -163,6 +164,19 @@ def test_no_strip_on_path_is_an_input_error_with_the_fix(tmp_path: Path) -> None
         strip_tool(path=str(empty))
     assert caught.value.input == "strip-binaries"
     assert "binutils" in caught.value.hint and "false" in caught.value.hint
+
+
+def test_a_cross_build_takes_the_cross_binutils_strip_when_there_is_one(tmp_path: Path) -> None:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for name in ("strip", "aarch64-linux-gnu-strip", "x86_64-linux-gnu-strip"):
+        (folder / name).write_text("#!/bin/sh\n")
+        (folder / name).chmod(0o755)
+    other = "aarch64" if machine_arch() != "aarch64" else "x86_64"
+    assert strip_tool(other, path=str(folder)) == str(folder / f"{other}-linux-gnu-strip")
+    assert strip_tool(machine_arch(), path=str(folder)) == str(folder / "strip")
+    (folder / f"{other}-linux-gnu-strip").unlink()
+    assert strip_tool(other, path=str(folder)) == str(folder / "strip")  # tried; failures warned
 
 
 def test_the_build_fails_first_without_strip_on_path(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from portpy_action.bundle.record import update_records
 from portpy_action.check.elf import is_elf
 from portpy_action.childenv import child_environ
 from portpy_action.errors import InputError
+from portpy_action.runtime.probe import machine_arch
 
 INPUT = "strip-binaries"
 _SYMBOL_SECTIONS = (".symtab",)
@@ -80,8 +81,18 @@ class ElfLayout:
     appended: int
 
 
-def strip_tool(path: str | None = None) -> str:
-    """binutils' `strip` on PATH (or `path`'s folders), or the input error saying how to fix it."""
+def strip_tool(arch: str | None = None, *, path: str | None = None) -> str:
+    """binutils' `strip` on PATH (or `path`'s folders), or the input error saying how to fix it.
+
+    For another architecture's files (`arch`, a cross build) its cross binutils'
+    `<arch>-linux-gnu-strip` when there is one: a distribution's plain `strip`
+    usually reads its own machine's ELF files only (it then fails on each file,
+    which is warned about and kept).
+    """
+    if arch is not None and arch != machine_arch():
+        cross = shutil.which(f"{arch}-linux-gnu-strip", path=path)
+        if cross is not None:
+            return cross
     found = shutil.which("strip", path=path)
     if found is None:
         raise InputError(

@@ -139,6 +139,19 @@ def test_patchelfs_zero_padding_is_not_a_payload(tmp_path: Path) -> None:
     assert layout is not None and layout.appended == 0 and layout.size == layout.content_end + 1
 
 
+def test_an_unreadable_elf_file_is_skipped_not_fatal(runtime: Path) -> None:
+    broken = runtime / "lib" / "libbroken.so"
+    good = compile_c(ANSWER_C, runtime / "lib" / "libcut.so", args=["-g"])
+    broken.write_bytes(b"\x7fELF\x02\x01\x01" + b"\xff" * 60)  # headers point nowhere
+    good.write_bytes(good.read_bytes()[:2000])  # cut short: its section table is gone
+    assert elf_layout(broken) is None and elf_layout(good) is None
+
+    stripped = strip_binaries(runtime)
+
+    assert {r.path.name for r in stripped} == {"a.so", "libx.so"}
+    assert broken.read_bytes().startswith(b"\x7fELF") and good.stat().st_size == 2000
+
+
 def test_a_failing_strip_keeps_the_file_and_says_why(runtime: Path, tmp_path: Path) -> None:
     tool = tmp_path / "bin" / "strip"
     tool.parent.mkdir()

@@ -30,6 +30,7 @@ import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from portpy_action import atomic
 from portpy_action.bundle.install import site_packages
@@ -108,81 +109,71 @@ def elf_layout(path: Path) -> ElfLayout | None:
     """The section facts of an ELF file; None when its headers cannot be read."""
     try:
         with path.open("rb") as stream:
-            ident = stream.read(16)
-            if len(ident) < 16 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2):
-                return None
-            elf_class = ident[4]
-            order = "<" if ident[5] == 1 else ">"
-            header = struct.Struct(order + _HEADER[elf_class])
-            (
-                e_type,
-                _,
-                _,
-                _,
-                phoff,
-                shoff,
-                _,
-                ehsize,
-                phentsize,
-                phnum,
-                shentsize,
-                shnum,
-                shstrndx,
-            ) = header.unpack(stream.read(header.size))
-            size = os.fstat(stream.fileno()).st_size
-            section = struct.Struct(order + _SECTION[elf_class])
-            sections = []
-            if shoff:
-                if shentsize < section.size:
-                    return None
-                stream.seek(shoff)
-                first = section.unpack(stream.read(shentsize)[: section.size])
-                if shnum == 0:  # more than 0xff00 sections: the count is in section 0
-                    shnum = first[5]
-                if shstrndx == _SHN_XINDEX:
-                    shstrndx = first[6]
-                stream.seek(shoff)
-                table = stream.read(shnum * shentsize)
-                if len(table) < shnum * shentsize:
-                    return None
-                sections = [section.unpack_from(table, i * shentsize) for i in range(shnum)]
-            segment_format, offset_at, filesz_at = _SEGMENT[elf_class]
-            segment = struct.Struct(order + segment_format)
-            ends = [ehsize, phoff + phnum * phentsize, shoff + shnum * shentsize]
-            if phnum:
-                stream.seek(phoff)
-                table = stream.read(phnum * phentsize)
-                if phentsize < segment.size or len(table) < phnum * phentsize:
-                    return None
-                for i in range(phnum):
-                    fields = segment.unpack_from(table, i * phentsize)
-                    ends.append(fields[offset_at] + fields[filesz_at])
-            # sh_name, sh_type, .., sh_offset (4), sh_size (5)
-            ends += [s[4] + s[5] for s in sections if s[1] != _SHT_NOBITS]
-            names: list[str] = []
-            if sections and shstrndx < len(sections):
-                strings = sections[shstrndx]
-                stream.seek(strings[4])
-                blob = stream.read(strings[5])
-                for s in sections:
-                    end = blob.find(b"\0", s[0])
-                    names.append(blob[s[0] : end if end >= 0 else len(blob)].decode("latin-1"))
-            content_end = max(ends)
-            appended = max(0, size - content_end)
-            if 0 < appended <= _PADDING:
-                stream.seek(content_end)
-                if not stream.read(appended).strip(b"\0"):
-                    appended = 0
-    except (OSError, struct.error):
+            return _layout(stream)
+    except (OSError, struct.error, ValueError):
         return None
-    has_symbols = any(n in _SYMBOL_SECTIONS or n.startswith(_DEBUG_PREFIXES) for n in names)
+
+
+def _layout(stream: BinaryIO) -> ElfLayout | None:
+    ident = stream.read(16)
+    if len(ident) < 16 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2):
+        return None
+    elf_class, order = ident[4], "<" if ident[5] == 1 else ">"
+    fields = struct.Struct(order + _HEADER[elf_class]).unpack(
+        stream.read(struct.calcsize(order + _HEADER[elf_class]))
+    )
+    e_type, phoff, shoff = fields[0], fields[4], fields[5]
+    ehsize, phentsize, phnum, shentsize, shnum, shstrndx = fields[7:13]
+    size = os.fstat(stream.fileno()).st_size
+
+    section = struct.Struct(order + _SECTION[elf_class])
+    sections: list[tuple[int, ...]] = []
+    if shoff:
+        if shentsize < section.size:
+            return None
+        first = section.unpack(_read(stream, shoff, section.size, size))
+        shnum = shnum or first[5]  # past 0xff00 sections the count is in section 0
+        shstrndx = first[6] if shstrndx == _SHN_XINDEX else shstrndx
+        table = _read(stream, shoff, shnum * shentsize, size)
+        sections = [section.unpack_from(table, i * shentsize) for i in range(shnum)]
+    ends = [ehsize, phoff + phnum * phentsize, shoff + shnum * shentsize]
+    # sh_name 0, sh_type 1, sh_offset 4, sh_size 5
+    ends += [s[4] + s[5] for s in sections if s[1] != _SHT_NOBITS]
+    if phnum:
+        segment_format, offset_at, filesz_at = _SEGMENT[elf_class]
+        segment = struct.Struct(order + segment_format)
+        if phentsize < segment.size:
+            return None
+        table = _read(stream, phoff, phnum * phentsize, size)
+        for i in range(phnum):
+            entry = segment.unpack_from(table, i * phentsize)
+            ends.append(entry[offset_at] + entry[filesz_at])
+
+    names: list[str] = []
+    if shstrndx < len(sections):
+        blob = _read(stream, sections[shstrndx][4], sections[shstrndx][5], size)
+        for s in sections:
+            end = blob.find(b"\0", s[0])
+            names.append(blob[s[0] : end if end >= 0 else len(blob)].decode("latin-1"))
+    content_end = max(ends)
+    appended = max(0, size - content_end)
+    if 0 < appended <= _PADDING and not _read(stream, content_end, appended, size).strip(b"\0"):
+        appended = 0
     return ElfLayout(
         loadable=e_type in (_ET_EXEC, _ET_DYN),
-        has_symbols=has_symbols,
+        has_symbols=any(n in _SYMBOL_SECTIONS or n.startswith(_DEBUG_PREFIXES) for n in names),
         content_end=content_end,
         size=size,
         appended=appended,
     )
+
+
+def _read(stream: BinaryIO, offset: int, length: int, size: int) -> bytes:
+    """`length` bytes at `offset`; ValueError when a header points past the file's end."""
+    if offset + length > size:
+        raise ValueError("a header points past the end of the file")
+    stream.seek(offset)
+    return stream.read(length)
 
 
 def strip_binaries(root: Path, *, tool: str | None = None) -> list[Stripped]:

@@ -54,7 +54,7 @@ from portpy_action.bundle.project import WORK_FOLDER_PREFIX, copy_project
 from portpy_action.bundle.repair import repair_elf_files
 from portpy_action.bundle.sbom import SBOM_NAME, bundle_sbom, scan_distributions, write_sbom
 from portpy_action.bundle.scripts import relocate_scripts
-from portpy_action.bundle.strip import strip_binaries, strip_tool
+from portpy_action.bundle.strip import strip_binaries, strip_tool, tool_version
 from portpy_action.bundle.vendor import vendor_external_libs
 from portpy_action.check import PortabilityReport, enforce_policy, scan_bundle
 from portpy_action.check.arch import check_architecture
@@ -135,7 +135,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
             spec.compile_bytecode,
             spec.runtime.cache_dir,
             log,
-            stripped=spec.strip_binaries,
+            stripped=tool_version(strip_tool()) if spec.strip_binaries else "",
         )
         runtime = fetch_runtime(
             spec.runtime,

@@ -19,7 +19,7 @@ from portpy_action.bundle.dependencies import plan_install
 from portpy_action.bundle.envcache import environment_key
 from portpy_action.bundle.manifest_inputs import content_inputs
 from portpy_action.bundle.record import record_hash
-from portpy_action.bundle.strip import elf_layout, strip_binaries, strip_tool
+from portpy_action.bundle.strip import elf_layout, strip_binaries, strip_tool, tool_version
 from portpy_action.errors import InputError
 from portpy_action.runtime.probe import machine_arch
 from portpy_action.spec import BuildSpec
@@ -219,8 +219,10 @@ def test_the_flag_is_in_the_environment_key_and_the_manifest(tmp_path: Path) -> 
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("a==1\n")
     plan = plan_install(requirements, None, install_project="auto")
+    # Not stripped, and stripped by two versions of strip: three environments.
+    versions = ("", tool_version(strip_tool()), "GNU strip (GNU Binutils) 2.35")
     keys = {
-        stripped: environment_key(
+        environment_key(
             plan,
             runtime_key="r",
             installer="pip",
@@ -229,9 +231,10 @@ def test_the_flag_is_in_the_environment_key_and_the_manifest(tmp_path: Path) -> 
             env={},
             stripped=stripped,
         ).digest
-        for stripped in (False, True)
+        for stripped in versions
     }
-    assert keys[False] != keys[True] and None not in keys.values()
+    assert len(keys) == 3 and None not in keys
+    assert versions[1].startswith("GNU strip")
 
     values = {"project-dir": ".", "command": "app.py", "strip-binaries": "true"}
     (tmp_path / "app.py").write_text("")

@@ -104,7 +104,7 @@ def environment_key(
     target: str,
     compiled: bool,
     env: Mapping[str, str] | None = None,
-    stripped: bool = False,
+    stripped: str = "",
 ) -> EnvironmentKey:
     """What the environment cache keys an install by, or why it is not cached."""
     if plan.project is not None:
@@ -134,7 +134,8 @@ def environment_key(
         "installer-version": _installer_version(installer),
         "target": target,
         "compiled": compiled,
-        "stripped": stripped,  # strip-binaries: python/'s ELF files stripped before keeping
+        # strip-binaries: python/'s ELF files were stripped by this strip ("": not stripped)
+        "stripped": stripped,
         "settings": hashlib.sha256(json.dumps(settings).encode()).hexdigest(),
     }
     digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:32]
@@ -212,7 +213,7 @@ class EnvironmentCache:
     )
     # On a hit: the names of the distributions the runtime itself came with (its pip).
     runtime_distributions: frozenset[str] = frozenset()
-    stripped: bool = False  # strip-binaries
+    stripped: str = ""  # strip-binaries: the version of the strip that strips; "" when off
 
     @contextmanager
     def lookup(self, runtime_key: str, target: str) -> Iterator[Path | None]:

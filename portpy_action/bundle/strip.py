@@ -105,6 +105,21 @@ def strip_tool(arch: str | None = None, *, path: str | None = None) -> str:
     return found
 
 
+def tool_version(tool: str) -> str:
+    """The first line `tool --version` prints: which strip made the bytes (a cache key part)."""
+    done = subprocess.run(
+        [tool, "--version"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        env=child_environ(),
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    return lines[0] if lines else tool
+
+
 def elf_layout(path: Path) -> ElfLayout | None:
     """The section facts of an ELF file; None when its headers cannot be read."""
     try:

@@ -9,6 +9,7 @@ machine's pip configuration is switched off for both). One run measures:
 - a rebuild after changing only a file of the project (same work folder,
   cache folder and output folder as the last B run), against A's wall time;
 - B in every other format (tar.zst, tar.xz, zip): size, pack time, peak RSS;
+- B with `strip-binaries` on, as tar.gz and tar.zst: size, pack time, peak RSS;
 - the bundled app's first vs second start (median of three fresh unpacks);
 - the 30-package set (bench/big-requirements.txt) after one warm-up, against
   the seed's B wall time (`--no-big` leaves it out);
@@ -53,12 +54,16 @@ APP = ROOT / "examples" / "fastapi"
 BIG_REQUIREMENTS = ROOT / "bench" / "big-requirements.txt"
 COMMAND = "-m uvicorn app.main:app --host 127.0.0.1"
 OTHER_FORMATS = ("tar.zst", "tar.xz", "zip")
+# Built again with symbol tables and debug info stripped from python/'s ELF files.
+STRIPPED_FORMATS = ("tar.gz", "tar.zst")
+STRIP = ("--strip-binaries", "true")
 RSS_LIMIT_MB = 300.0
 # The issue's targets: name -> (limit, comparison). Ratios are "<=", RSS is "<".
 TARGETS: dict[str, tuple[float, str]] = {
     "wall_b_over_a": (0.35, "<="),
     "size_gz_b_over_a": (1.0, "<="),
     "size_zst_b_over_a_gz": (0.7, "<="),
+    "size_zst_stripped_b_over_a_gz": (0.7, "<="),  # the same target, strip-binaries on
     "pack_zst_over_gz": (3.0, "<="),
     "rebuild_over_a": (0.15, "<="),
     "big_over_seed": (4.5, "<="),
@@ -74,6 +79,7 @@ STAGE_ORDER = (
     "repair",
     "relocate",
     "compile",
+    "strip",
     "project",
     "launcher",
     "scan",
@@ -372,6 +378,13 @@ def seed_and_more(opts: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             note(f"{fmt} …")
             formats[fmt] = portpy_build(fresh(fmt.replace(".", "-")), runtime, cache, fmt)
 
+        # The first misses the environment cache (the flag is in its key) and fills it.
+        stripped: dict[str, dict[str, Any]] = {}
+        for fmt in STRIPPED_FORMATS:
+            note(f"{fmt}, strip-binaries on …")
+            label = "strip-" + fmt.replace(".", "-")
+            stripped[fmt] = portpy_build(fresh(label), runtime, cache, fmt, extra=STRIP)
+
         note("app starts …")
         starts = [start_times(b_runs[-1]["archive"], scratch) for _ in range(STARTS)]
 
@@ -431,6 +444,11 @@ def seed_and_more(opts: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         "ratio_size_zst_b_over_a_gz": zst["archive_bytes"] / a_size,
         "pack_s": {"tar.gz_median": gz_pack, "tar.zst": zst["stages_s"].get("pack", 0.0)},
         "ratio_pack_zst_over_gz": zst["stages_s"].get("pack", 0.0) / gz_pack,
+        "stripped": {fmt: summary(build) for fmt, build in stripped.items()},
+        "ratio_size_gz_stripped_b_over_a": stripped["tar.gz"]["archive_bytes"] / a_size,
+        "ratio_size_zst_stripped_b_over_a_gz": stripped["tar.zst"]["archive_bytes"] / a_size,
+        "ratio_pack_zst_stripped_over_gz": stripped["tar.zst"]["stages_s"].get("pack", 0.0)
+        / gz_pack,
         "rebuild": summary(rebuild) | {"ratio_over_a": rebuild["wall_s"] / a_wall},
         "app_start_s": {"first": first, "second": second, "ratio": first / second},
         "big": None
@@ -457,12 +475,14 @@ def target_results(r: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     A figure the run left out (`--no-big`) is null and not met.
     """
     rss = [r["b_portpy"]["peak_rss_mb"], *(f["peak_rss_mb"] for f in r["formats"].values())]
+    rss += [f["peak_rss_mb"] for f in (r.get("stripped") or {}).values()]
     if r.get("big"):
         rss.append(r["big"]["peak_rss_mb"])
     measured = {
         "wall_b_over_a": r["ratio_wall_b_over_a_median"],
         "size_gz_b_over_a": r["ratio_size_gz_b_over_a"],
         "size_zst_b_over_a_gz": r["ratio_size_zst_b_over_a_gz"],
+        "size_zst_stripped_b_over_a_gz": r.get("ratio_size_zst_stripped_b_over_a_gz"),
         "pack_zst_over_gz": r["ratio_pack_zst_over_gz"],
         "rebuild_over_a": r["rebuild"]["ratio_over_a"],
         "big_over_seed": r["big"]["ratio_over_seed_b"] if r.get("big") else None,
@@ -523,6 +543,28 @@ def figure_rows(r: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
         f"{zst['archive_bytes'] / MIB:.1f} MiB, {r['ratio_size_zst_b_over_a_gz']:.2f}{TIMES}",
         "size_zst_b_over_a_gz",
     )
+    stripped = r.get("stripped")
+    if stripped:  # results files from before strip-binaries have no such rows
+        zst_s, gz_s = stripped["tar.zst"], stripped["tar.gz"]
+        add(
+            "`tar.zst` size over A's `tar.gz`, strip-binaries on",
+            "",
+            f"{zst_s['archive_bytes'] / MIB:.1f} MiB, "
+            f"{r['ratio_size_zst_stripped_b_over_a_gz']:.2f}{TIMES}",
+            "size_zst_stripped_b_over_a_gz",
+        )
+        add(
+            "`tar.gz` size over A's, strip-binaries on",
+            "",
+            f"{gz_s['archive_bytes'] / MIB:.1f} MiB, "
+            f"{r['ratio_size_gz_stripped_b_over_a']:.2f}{TIMES}",
+        )
+        add(
+            "`tar.zst` pack time over `tar.gz`'s, strip-binaries on",
+            "",
+            f"{zst_s['stages_s'].get('pack', 0.0):.2f} / {r['pack_s']['tar.gz_median']:.2f} s, "
+            f"{r['ratio_pack_zst_stripped_over_gz']:.1f}{TIMES}",
+        )
     pack = r["pack_s"]
     add(
         "`tar.zst` pack time over `tar.gz`'s",
@@ -550,6 +592,7 @@ def figure_rows(r: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
         add("30-package set over the seed (B)", "", "not measured", "big_over_seed")
     rss = {"`tar.gz`": b["peak_rss_mb"]}
     rss |= {f"`{k}`": v["peak_rss_mb"] for k, v in r["formats"].items()}
+    rss |= {f"stripped `{k}`": v["peak_rss_mb"] for k, v in (r.get("stripped") or {}).items()}
     if big:
         rss["30-package set"] = big["peak_rss_mb"]
     add(
@@ -603,6 +646,8 @@ def stage_columns(r: Mapping[str, Any]) -> dict[str, tuple[Mapping[str, float], 
         columns["cold caches"] = (r["cold"]["b"]["stages_s"], r["cold"]["b"]["wall_s"])
     for fmt, build in r["formats"].items():
         columns[f"`{fmt}`"] = (build["stages_s"], build["wall_s"])
+    for fmt, build in (r.get("stripped") or {}).items():
+        columns[f"stripped `{fmt}`"] = (build["stages_s"], build["wall_s"])
     return columns
 
 

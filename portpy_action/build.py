@@ -54,6 +54,7 @@ from portpy_action.bundle.project import WORK_FOLDER_PREFIX, copy_project
 from portpy_action.bundle.repair import repair_elf_files
 from portpy_action.bundle.sbom import SBOM_NAME, bundle_sbom, scan_distributions, write_sbom
 from portpy_action.bundle.scripts import relocate_scripts
+from portpy_action.bundle.strip import strip_binaries, strip_tool, tool_version
 from portpy_action.bundle.vendor import vendor_external_libs
 from portpy_action.check import PortabilityReport, enforce_policy, scan_bundle
 from portpy_action.check.arch import check_architecture
@@ -74,6 +75,9 @@ from portpy_action.scratch import Discarded, scratch_folder, sweep, sweep_trash
 from portpy_action.spec import BuildSpec
 
 WORK_PREFIX = WORK_FOLDER_PREFIX
+# strip-binaries names this many files it could not strip (a cross build's strip
+# may fail on every one), then counts the rest.
+_STRIP_WARNINGS = 5
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
         spec.runtime.cache_dir,
         log,
         read_only=not vendoring,
+        stripped=tool_version(strip_tool()) if spec.strip_binaries else "",
     )
     with (
         _work_folder(spec.output_dir, log) as work,
@@ -249,6 +254,11 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                 )
                 left = ", ".join((*SOURCE_ONLY, *STDLIB_SOURCE_ONLY))
                 log.info(f"  {compiled} files; left as source: {left}")
+
+        if spec.strip_binaries:
+            with log.stage("strip", "Strip symbol tables and debug info from ELF files"):
+                if not restored:  # a restored python/ was stripped when it was kept
+                    _strip(runtime.root, bundle, arch_of(release.target), log)
 
         # A new environment is kept for the next build: moved into the cache once packed,
         # or copied now when vendoring will write into it.
@@ -399,8 +409,24 @@ def _keep_segment(
         log.info(f"  kept python/'s packed bytes for the next build ({key[:12]})")
 
 
+def _strip(root: Path, bundle: Path, arch: str, log: Logger) -> None:
+    """strip-binaries: strip python/'s ELF files; say what it saved and what it could not strip."""
+    results = strip_binaries(root, tool=strip_tool(arch))
+    done = [r for r in results if not r.problem]
+    kept = [r for r in results if r.problem]
+    for one in kept[:_STRIP_WARNINGS]:
+        rel = one.path.relative_to(bundle).as_posix()
+        log.warning(f"strip-binaries: `{rel}` kept unstripped: {one.problem}", file=rel)
+    if len(kept) > _STRIP_WARNINGS:
+        log.warning(f"strip-binaries: {len(kept) - _STRIP_WARNINGS} more files kept unstripped")
+    before, after = sum(r.before for r in done), sum(r.after for r in done)
+    log.info(f"  {len(done)} files, {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB")
+
+
 def _check_inputs(spec: BuildSpec) -> None:
     """Fail before any download on inputs that cannot work (they may have changed since the spec)."""
+    if spec.strip_binaries:
+        strip_tool()  # binutils' strip: an input error now, not after the install
     if spec.requirements is not None:
         if not spec.requirements.is_file():
             raise InputError(

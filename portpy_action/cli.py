@@ -57,6 +57,7 @@ BUILD_INPUTS = (
     "output-dir",
     "installer",
     "compile-bytecode",
+    "strip-binaries",
     "install-project",
     "launchers",
     *POLICY_INPUTS,

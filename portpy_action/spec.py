@@ -161,6 +161,7 @@ class BuildSpec:
     attach_to_release: str
     install_project: InstallProject = "auto"  # build project-dir as a wheel
     launchers: Launchers = "none"  # `all`: bin/<script> per console script
+    strip_binaries: bool = False  # strip symbols and debug info from python/'s ELF files
     # The raw values, as given: recorded in the manifest (tokens and the
     # mirror's credentials never are).
     inputs: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -232,6 +233,7 @@ class BuildSpec:
             attach_to_release=release,
             install_project=_choice(raw, "install-project", INSTALL_PROJECT_MODES),
             launchers=_choice(raw, "launchers", LAUNCHER_CHOICES),
+            strip_binaries=_bool(raw, "strip-binaries"),
             inputs=_recorded_inputs(raw),
         )
 

@@ -36,7 +36,7 @@ def build(wall: float, pack: float, rss: float, size: int, **stages: float) -> d
     }
 
 
-def results(*, big: bool = True) -> dict[str, Any]:
+def results(*, big: bool = True, stripped: bool = False) -> dict[str, Any]:
     mib = 1024 * 1024
     r: dict[str, Any] = {
         "date": "2026-11-26T21:00:00+00:00",
@@ -72,6 +72,14 @@ def results(*, big: bool = True) -> dict[str, Any]:
         "cold": None,
         "cross_aarch64": None,
     }
+    if stripped:
+        r["stripped"] = {
+            "tar.gz": build(7.0, 0.4, 90.0, 28 * mib, strip=0.3),
+            "tar.zst": build(6.5, 1.2, 320.0, 23 * mib, strip=0.3),
+        }
+        r["ratio_size_gz_stripped_b_over_a"] = 28 / 34
+        r["ratio_size_zst_stripped_b_over_a_gz"] = 23 / 34
+        r["ratio_pack_zst_stripped_over_gz"] = 2.4
     r["targets"] = bench.target_results(r)
     return r
 
@@ -84,6 +92,7 @@ def test_targets_are_judged_by_their_own_limits() -> None:
         "wall_b_over_a": True,
         "size_gz_b_over_a": True,
         "size_zst_b_over_a_gz": True,
+        "size_zst_stripped_b_over_a_gz": False,  # not measured in this run
         "pack_zst_over_gz": False,
         "rebuild_over_a": True,
         "big_over_seed": True,
@@ -108,6 +117,26 @@ def test_a_left_out_figure_is_not_measured_and_not_met() -> None:
         "≤ 4.5x",
         "not measured",
     ]
+
+
+def test_strip_binaries_rows_show_when_measured_and_judge_their_own_target() -> None:
+    r = results(stripped=True)
+    target = r["targets"]["size_zst_stripped_b_over_a_gz"]
+    assert (target["measured"], target["met"]) == (23 / 34, True)
+    assert r["targets"]["peak_rss_mb"]["measured"] == 320.0  # the stripped builds count too
+    text = bench.markdown(r, "run.json").replace(bench.TIMES, "x")
+    assert (
+        "| `tar.zst` size over A's `tar.gz`, strip-binaries on |  | 23.0 MiB, 0.68x | ≤ 0.7x | met |"
+        in text
+    )
+    assert "| `tar.gz` size over A's, strip-binaries on |  | 28.0 MiB, 0.82x |" in text
+    assert (
+        "| `tar.zst` pack time over `tar.gz`'s, strip-binaries on |  | 1.20 / 0.50 s, 2.4x |"
+        in text
+    )
+    assert "| strip | " in text  # the stripped builds' column shows their strip stage
+    old = bench.markdown(results(), "run.json")
+    assert "strip-binaries" not in old and "| strip |" not in old
 
 
 def test_markdown_shows_every_figure_and_every_stage_any_build_reports() -> None:

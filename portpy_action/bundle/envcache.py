@@ -109,6 +109,7 @@ def environment_key(
     target: str,
     compiled: bool,
     env: Mapping[str, str] | None = None,
+    stripped: str = "",
 ) -> EnvironmentKey:
     """What the environment cache keys an install by, or why it is not cached."""
     if plan.project is not None:
@@ -138,6 +139,8 @@ def environment_key(
         "installer-version": _installer_version(installer),
         "target": target,
         "compiled": compiled,
+        # strip-binaries: python/'s ELF files were stripped by this strip ("": not stripped)
+        "stripped": stripped,
         "settings": hashlib.sha256(json.dumps(settings).encode()).hexdigest(),
     }
     digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:32]
@@ -220,6 +223,7 @@ class EnvironmentCache:
     borrow_into: Path | None = None
     # On a hit: the names of the distributions the runtime itself came with (its pip).
     runtime_distributions: frozenset[str] = frozenset()
+    stripped: str = ""  # strip-binaries: the version of the strip that strips; "" when off
     # The ELF facts of python/, read when the entry was filled (None: not known).
     elf_facts: ElfFacts | None = None
     _borrowed: Path | None = None
@@ -237,6 +241,7 @@ class EnvironmentCache:
             target=target,
             compiled=self.compiled,
             env=self.env,
+            stripped=self.stripped,
         )
         if self.key.digest is None:
             self.log.info(f"environment cache: not used ({self.key.why_not})")

@@ -27,6 +27,7 @@ CONTENT_INPUTS = (
     "format",
     "installer",
     "compile-bytecode",
+    "strip-binaries",
 )
 
 

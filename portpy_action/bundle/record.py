@@ -13,8 +13,11 @@ import csv
 import hashlib
 import io
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
+
+from portpy_action import atomic
 
 
 def record_hash(data: bytes) -> str:
@@ -54,7 +57,7 @@ def update_records(
             # Keep the installer's line ending: pip writes \r\n, uv writes \n.
             newline = "\r\n" if "\r\n" in text else "\n"
             csv.writer(out, lineterminator=newline).writerows(kept)
-            record.write_text(out.getvalue(), encoding="utf-8", newline="")
+            _write(record, out.getvalue())
             rewritten.append(record)
     return rewritten
 
@@ -74,4 +77,10 @@ def add_records(site_packages: Path, record: Path, paths: Iterable[Path]) -> Non
             rows.append([relative, record_hash(data), str(len(data))])
             listed.add(relative)
     writer.writerows(rows)
-    record.write_text(out.getvalue(), encoding="utf-8", newline="")
+    _write(record, out.getvalue())
+
+
+def _write(record: Path, text: str) -> None:
+    """Replace `record` whole (temporary name, rename), keeping its mode and line endings."""
+    with atomic.staged(record, mode=stat.S_IMODE(record.stat().st_mode)) as (temp,):
+        temp.write_bytes(text.encode("utf-8"))

@@ -122,3 +122,27 @@ def test_the_sbom_lists_every_installed_distribution_and_verify_agrees(
     )
     assert "sbom" in log.timings
     assert result.bundle == "fastapi"
+
+
+def test_the_bundled_python_makes_a_venv_with_pip_in_a_bare_debian(
+    fastapi_bundle: BuildResult, bare_rootfs: Path
+) -> None:
+    # ensurepip's wheel is stored uncompressed in bundles (runtime/bundledwheels.py).
+    subprocess.run(
+        ["tar", "-xzf", str(fastapi_bundle.archive), "-C", str(bare_rootfs / "opt")], check=True
+    )
+    made = subprocess.run(
+        chroot_command(
+            bare_rootfs,
+            [
+                "sh",
+                "-c",
+                "/opt/fastapi/python/bin/python3 -m venv /tmp/v && /tmp/v/bin/python -m pip --version",
+            ],
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith("pip ") and "/tmp/v/" in made.stdout

@@ -24,6 +24,7 @@ from portpy_action.errors import InputError, RuntimeFetchError
 from portpy_action.log import Logger
 from portpy_action.retry import DEFAULT_RETRY, RetryPolicy, Sleep
 from portpy_action.runtime import releases
+from portpy_action.runtime.bundledwheels import store_bundled_wheels
 from portpy_action.runtime.client import client_for, with_auth_guard
 from portpy_action.runtime.download import cached_download
 from portpy_action.runtime.prepared import PreparedCopy, Substitute, copy_prepared
@@ -144,6 +145,8 @@ def fetch_runtime(
             staged_runtime(archive, dest) as staged,
         ):
             staged_python = require_interpreter(staged, archive)
+            if cached:  # a bundle's runtime, as prepare() makes it
+                store_bundled_wheels(staged)
             fixed = fix_sysconfig(staged, prefix=root)
             if fixed:
                 log.info(f"fixed build-time paths and compilers in {len(fixed)} sysconfig files")

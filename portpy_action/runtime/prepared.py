@@ -36,12 +36,14 @@ from portpy_action.bundle.bytecode import (
 from portpy_action.bundle.install import site_packages
 from portpy_action.errors import RuntimeFetchError
 from portpy_action.log import Logger
+from portpy_action.runtime.bundledwheels import store_bundled_wheels
 from portpy_action.runtime.cachestore import cache_entry, copy_tree
 from portpy_action.runtime.sysconfig import BUILD_PREFIX, fix_pkgconfig, fix_sysconfigdata
 from portpy_action.runtime.unpack import TOP, require_interpreter, safe_extract
 
-# Bump when what a prepared tree holds changes in a way its other key parts miss.
-SCHEMA = 1
+# Bump when what a prepared tree holds changes in a way its other key parts miss
+# (2: ensurepip's wheels stored).
+SCHEMA = 2
 # What compile_bytecode writes: set here so that a change there shows in the key.
 COMPILE_SETTINGS = {"invalidation-mode": "unchecked-hash", "hash-seed": "0", "names": "python/"}
 
@@ -99,6 +101,8 @@ def prepare(archive: Path, folder: Path, *, compiled: bool, log: Logger) -> None
             fix_sysconfigdata(data, Path(BUILD_PREFIX))
         for pc in sorted(root.glob("lib/pkgconfig/*.pc")):
             fix_pkgconfig(pc)
+        for wheel in store_bundled_wheels(root):
+            log.info(f"  stored uncompressed: {wheel.relative_to(folder).as_posix()}")
     if not compiled:  # compile-bytecode off: the stdlib as pbs ships it
         return
     with log.stage("compile", "Precompile the standard library (kept in the cache)"):

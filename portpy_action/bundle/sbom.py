@@ -138,14 +138,14 @@ def _vendored_libraries(record: bytes, site_packages: Path, bundle: Path) -> lis
     libraries = []
     text = record.decode("utf-8", errors="replace")
     for row in csv.reader(io.StringIO(text)):
-        if not row:
+        # Plain strings until a row qualifies: a large bundle's RECORDs hold tens of
+        # thousands of rows, and a Path for each took most of this stage.
+        *folders, name = row[0].split("/") if row else [""]
+        if not any(part.endswith(".libs") for part in folders):
             continue
-        relative = Path(row[0])
-        if not any(part.endswith(".libs") for part in relative.parts[:-1]):
+        if not _SHARED_LIBRARY_RE.search(name):
             continue
-        if not _SHARED_LIBRARY_RE.search(relative.name):
-            continue
-        path = Path(os.path.normpath(site_packages / relative))
+        path = Path(os.path.normpath(site_packages / row[0]))
         if not path.is_file() or not path.is_relative_to(bundle):
             continue
         libraries.append(

@@ -32,7 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar, cast
 
-from isal import igzip_threaded, isal_zlib
+from isal import isal_zlib
+
+from portpy_action.blockgunzip import open_gzip
 
 # Defined in errors.py with the rest; importable from here as before.
 from portpy_action.errors import ArchiveError as ArchiveError
@@ -325,9 +327,10 @@ def _unpack_member(tar: TarReader, member: Member, writer: _Writer) -> None:
 
 def _decompressed(archive: Path, kind: str) -> IO[bytes]:
     if kind == "tar.gz":
-        # ISA-L inflates about twice as fast as zlib, and in its own thread here, so
-        # inflating overlaps with writing the files out.
-        return igzip_threaded.open(archive, "rb", threads=1)  # type: ignore[no-any-return,no-untyped-call]
+        # Our own archives inflate member by member on every core (blockgunzip.py);
+        # others by ISA-L (about twice as fast as zlib) in a thread of its own. Either
+        # way inflating overlaps with writing the files out.
+        return open_gzip(archive)
     if kind == "tar.xz":
         return lzma.open(archive, "rb")
     return _unzstd(archive)

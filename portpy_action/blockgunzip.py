@@ -1,0 +1,340 @@
+"""Reading blockgzip.py's tar.gz on every core: members found by their size field.
+
+A tar.gz written by blockgzip.py is a series of gzip members, each with its own
+size in its header (the `PS` subfield of the extra field). So the start of every
+member is known without inflating the ones before it: this reader reads headers
+only, hands whole members to worker threads, and returns their output in order.
+Each worker inflates one member with libdeflate (which lets go of the GIL) into a
+buffer of exactly the length the member's trailer states: libdeflate inflates
+about twice as fast as ISA-L does one member at a time here, and the members
+spread over the cores.
+
+Strict: every member must be exactly what its header and trailer say. libdeflate
+reports how many bytes it read (header, deflate data, trailer: all of them must
+be the size field's) and how many it wrote (the trailer's length, never more:
+the buffer is that long), and checks the crc32. Anything else raises
+`GzipFormatError`. A field that points past the end of the file, a member cut
+off, trailer or deflate data that disagree with it: all errors, found by
+reading at most the member the field names, so neither a hang nor a read out of
+bounds.
+
+Where a member cannot be read this way (no size field: any other writer; an
+output longer than `MAX_MEMBER_OUTPUT`, to bound memory), the parallel part
+ends: from that member on, ISA-L's igzip reads the rest in turn, as it reads a
+file without the field from its start. libdeflate is reached through ctypes in
+the `deflate` package's own extension (its Python functions report neither
+count); where that is not possible, every file takes the igzip path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import os
+import struct
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, BinaryIO, cast
+
+from isal import igzip_threaded, isal_zlib
+
+from portpy_action.blockgzip import BLOCK_SIZE, SIZE_FIELD
+
+# A member whose trailer states more output than this is left to igzip (streamed),
+# so that memory stays bounded by a few members per thread. blockgzip writes at most
+# BLOCK_SIZE per member.
+MAX_MEMBER_OUTPUT = 4 * BLOCK_SIZE
+
+_FIXED = 10  # magic, method, flags, mtime, extra flags, OS
+_FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 0x02, 0x04, 0x08, 0x10
+_TRAILER = 8
+_PEEK = 64  # bytes read to parse a header; a larger extra field is read whole
+_SUCCESS = 0
+
+
+# What ISA-L raises on a corrupt deflate stream (its stub calls it an instance).
+_INFLATE_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
+
+
+class GzipFormatError(ValueError):
+    """A gzip member is damaged, cut off, or not what its size field says."""
+
+
+class _Libdeflate:
+    """`libdeflate_gzip_decompress_ex` from the `deflate` package's extension, via ctypes."""
+
+    def __init__(self, library: ctypes.CDLL) -> None:
+        self._alloc = library.libdeflate_alloc_decompressor
+        self._alloc.restype = ctypes.c_void_p
+        self._alloc.argtypes = []
+        self._free = library.libdeflate_free_decompressor
+        self._free.restype = None
+        self._free.argtypes = [ctypes.c_void_p]
+        self._gunzip = library.libdeflate_gzip_decompress_ex
+        self._gunzip.restype = ctypes.c_int
+        size_p = ctypes.POINTER(ctypes.c_size_t)
+        self._gunzip.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            size_p,
+            size_p,
+        ]
+
+    def member(self, data: bytes, output: int) -> bytearray | None:
+        """The one gzip member `data`, inflated to exactly `output` bytes, using all of
+        `data`; None when it is not that (damaged, shorter, longer, or followed by more)."""
+        out = bytearray(output)
+        target = (ctypes.c_char * output).from_buffer(out)
+        used, made = ctypes.c_size_t(), ctypes.c_size_t()
+        decompressor = self._alloc()
+        if not decompressor:
+            raise MemoryError("libdeflate could not allocate a decompressor")
+        try:
+            # ctypes lets go of the GIL for the call: members inflate side by side.
+            result = self._gunzip(
+                decompressor,
+                data,
+                len(data),
+                ctypes.addressof(target),
+                output,
+                ctypes.byref(used),
+                ctypes.byref(made),
+            )
+        finally:
+            self._free(decompressor)
+        del target  # the buffer can be resized and handed out again
+        if result != _SUCCESS or used.value != len(data) or made.value != output:
+            return None
+        return out
+
+
+def _load_libdeflate() -> _Libdeflate | None:
+    """libdeflate, checked on one member; None where it cannot be reached or misbehaves."""
+    try:
+        import deflate
+        from deflate import _deflate
+
+        library = _Libdeflate(ctypes.CDLL(_deflate.__file__))
+        sample = b"portable python " * 64
+        packed = bytes(deflate.gzip_compress(sample, 6))
+        if bytes(library.member(packed, len(sample)) or b"") != sample:
+            return None
+        if library.member(packed + b"\0", len(sample)) is not None:
+            return None  # a trailing byte must be reported, or strictness is lost
+        return library
+    except (ImportError, OSError, AttributeError, TypeError, ValueError):
+        return None
+
+
+_LIBDEFLATE = _load_libdeflate()
+
+
+def parallel_available() -> bool:
+    """Whether members can be inflated in parallel here (libdeflate reachable)."""
+    return _LIBDEFLATE is not None
+
+
+def member_size(header: bytes) -> int | None:
+    """The size field of the gzip member header at the start of `header`, if it has one.
+
+    `header` must hold the whole extra field when there is one (see `_extra_length`).
+    """
+    if len(header) < _FIXED + 2 or header[:3] != b"\x1f\x8b\x08" or not header[3] & _FEXTRA:
+        return None
+    (xlen,) = struct.unpack_from("<H", header, _FIXED)
+    extra = header[_FIXED + 2 : _FIXED + 2 + xlen]
+    if len(extra) < xlen:
+        return None
+    at = 0
+    while at + 4 <= xlen:
+        field, length = struct.unpack_from("<2sH", extra, at)
+        if at + 4 + length > xlen:
+            return None  # a malformed extra field: leave it to igzip to judge
+        if field == SIZE_FIELD and length == 4:
+            return int.from_bytes(extra[at + 4 : at + 8], "little")
+        at += 4 + length
+    return None
+
+
+def _header_length(member: bytes) -> int | None:
+    """Where the deflate data of the gzip member `member` starts (RFC 1952's optional fields)."""
+    if len(member) < _FIXED or member[:3] != b"\x1f\x8b\x08":
+        return None
+    flags, at = member[3], _FIXED
+    if flags & _FEXTRA:
+        at += 2 + int.from_bytes(member[at : at + 2], "little")
+    for flag in (_FNAME, _FCOMMENT):
+        if flags & flag:
+            end = member.find(b"\0", at)
+            if end < 0:
+                return None
+            at = end + 1
+    if flags & _FHCRC:
+        at += 2
+    return at if at <= len(member) else None
+
+
+def why_refused(member: bytes, output: int) -> str:
+    """What is wrong with a gzip member libdeflate refused, found again by ISA-L, step by
+    step (a slow path, for the message only)."""
+    start = _header_length(member)
+    if start is None or start + _TRAILER > len(member):
+        return "a damaged gzip header, or a size field too short for it"
+    inflater = isal_zlib.decompressobj(-15)
+    try:
+        out = inflater.decompress(member[start:-_TRAILER], output + 1)
+    except _INFLATE_ERROR as exc:
+        return f"damaged deflate data ({exc}), or a wrong size field"
+    if len(out) > output:
+        return f"a gzip member inflates past the {output:,} bytes its trailer states"
+    if not inflater.eof:
+        return "a gzip member is cut short: it is longer than its size field says"
+    if inflater.unused_data:
+        return "a gzip member ends before the size its size field says"
+    crc, size = struct.unpack("<II", member[-_TRAILER:])
+    if isal_zlib.crc32(out) != crc:
+        return "CRC check failed"
+    if len(out) != size:
+        return "length check failed"
+    return "libdeflate refused a gzip member ISA-L reads"  # a bug in one of them
+
+
+def _extra_length(peek: bytes) -> int:
+    """How many bytes of the file the header that starts `peek` spans up to its extra field's end."""
+    if len(peek) < _FIXED + 2 or not peek[3] & _FEXTRA:
+        return len(peek)
+    return _FIXED + 2 + int.from_bytes(peek[_FIXED : _FIXED + 2], "little")
+
+
+def open_gzip(path: Path, *, threads: int | None = None) -> IO[bytes]:
+    """`path` inflated, as a stream: in parallel when its first member has a size
+    field and libdeflate is reachable, else by igzip (in a thread of its own)."""
+    if _LIBDEFLATE is not None:
+        with path.open("rb") as probe:
+            peek = probe.read(_PEEK)
+        if member_size(peek) is not None:
+            workers = threads or len(os.sched_getaffinity(0))
+            return cast(IO[bytes], BlockGunzip(path, threads=workers))
+    return igzip_threaded.open(path, "rb", threads=1)  # type: ignore[no-any-return,no-untyped-call]
+
+
+class BlockGunzip(io.RawIOBase):
+    """The inflated content of the gzip file `path`, read front to back."""
+
+    def __init__(self, path: Path, *, threads: int) -> None:
+        super().__init__()
+        assert _LIBDEFLATE is not None
+        self._library = _LIBDEFLATE
+        self._path = path
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._size = os.fstat(self._fd).st_size
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gunzip")
+        self._in_flight: deque[Future[bytearray]] = deque()
+        self._max_in_flight = 2 * threads
+        self._next = 0  # where the next member to schedule starts
+        self._rest_at: int | None = None  # where igzip takes over, once decided
+        self._rest: BinaryIO | None = None
+        self._rest_file: BinaryIO | None = None
+        self._current = memoryview(b"")
+        self.members = 0  # inflated in parallel, for tests and measurements
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        while not self._current:
+            if not self._advance():
+                return 0
+        size = min(len(buffer), len(self._current))
+        buffer[:size] = self._current[:size]
+        self._current = self._current[size:]
+        return size
+
+    def _advance(self) -> bool:
+        """Make the next member's output current; False at the end of the file."""
+        self._schedule()
+        if self._in_flight:
+            self._current = memoryview(self._in_flight.popleft().result())
+            self.members += 1
+            return True
+        if self._rest_at is None:
+            return False
+        if self._rest is None:
+            self._rest = self._open_rest(self._rest_at)
+        piece = self._rest.read(BLOCK_SIZE)
+        self._current = memoryview(piece)
+        return bool(piece)
+
+    def _schedule(self) -> None:
+        """Start inflating members until enough are in flight or the parallel part ends."""
+        while (
+            self._rest_at is None
+            and self._next < self._size
+            and len(self._in_flight) < self._max_in_flight
+        ):
+            at = self._next
+            peek = os.pread(self._fd, _PEEK, at)
+            wanted = _extra_length(peek)
+            if wanted > len(peek):
+                peek = os.pread(self._fd, wanted, at)
+            size = member_size(peek)
+            if size is None:
+                self._rest_at = at  # another writer's member (or not gzip): igzip judges
+                return
+            if at + size > self._size:
+                raise GzipFormatError(
+                    f"`{self._path.name}` ends inside the gzip member at byte {at:,} "
+                    f"(its header says {size:,} bytes, {self._size - at:,} are left)"
+                )
+            if size < wanted + _TRAILER:
+                raise GzipFormatError(
+                    f"`{self._path.name}`: the gzip member at byte {at:,} says it is "
+                    f"{size:,} bytes long, shorter than its own header and trailer"
+                )
+            output = int.from_bytes(os.pread(self._fd, 4, at + size - 4), "little")
+            if output > MAX_MEMBER_OUTPUT:
+                self._rest_at = at
+                return
+            self._in_flight.append(self._pool.submit(self._inflate, at, size, output))
+            self._next = at + size
+
+    def _inflate(self, at: int, size: int, output: int) -> bytearray:
+        data = os.pread(self._fd, size, at)
+        if len(data) < size:
+            raise GzipFormatError(f"`{self._path.name}` ends inside the gzip member at byte {at:,}")
+        out = self._library.member(data, output)
+        if out is None:
+            raise GzipFormatError(f"{why_refused(data, output)} (the gzip member at byte {at:,})")
+        return out
+
+    def _open_rest(self, at: int) -> BinaryIO:
+        """igzip reading the file from `at`, where the members without a size field begin."""
+        raw = self._rest_file = open(self._path, "rb")  # noqa: SIM115 - closed by close()
+        raw.seek(at)
+        if not raw.read(1).strip(b"\0"):
+            # Nothing but zeros (or nothing) left: gzip readers take that as padding.
+            while chunk := raw.read(BLOCK_SIZE):
+                if chunk.strip(b"\0"):
+                    break
+            else:
+                return io.BytesIO()
+        raw.seek(at)
+        return cast(BinaryIO, igzip_threaded.open(raw, "rb", threads=1))  # type: ignore[no-untyped-call]
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._in_flight.clear()
+            if self._rest is not None:
+                self._rest.close()
+        finally:
+            if self._rest_file is not None:
+                self._rest_file.close()
+            os.close(self._fd)
+            super().close()

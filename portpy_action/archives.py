@@ -298,7 +298,8 @@ class _Writer:
 def _unpack_tar(archive: Path, kind: str, writer: _Writer) -> None:
     with _decompressed(archive, kind) as plain:
         # One pass, members in order, never a member whole in memory (tarstream.py).
-        tar = TarReader(cast(Readable, plain))  # every decompressor here has readinto
+        # Every decompressor here has readinto; blockgunzip also hands out its own buffers.
+        tar = TarReader(cast(Readable, plain))
         for member in tar:
             _unpack_member(tar, member, writer)
         # Read past the end-of-archive blocks: gzip's CRC and xz's check are verified only there.

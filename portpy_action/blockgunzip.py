@@ -84,11 +84,11 @@ class _Libdeflate:
             size_p,
         ]
 
-    def member(self, data: bytes, output: int) -> bytearray | None:
-        """The one gzip member `data`, inflated to exactly `output` bytes, using all of
-        `data`; None when it is not that (damaged, shorter, longer, or followed by more)."""
-        out = bytearray(output)
-        target = (ctypes.c_char * output).from_buffer(out)
+    def member(self, data: bytes, output: int, into: bytearray) -> bool:
+        """Inflate the one gzip member `data` into the start of `into`: True when it is
+        exactly `output` bytes and uses all of `data` (not damaged, shorter, longer, nor
+        followed by anything)."""
+        target = (ctypes.c_char * output).from_buffer(into)
         used, made = ctypes.c_size_t(), ctypes.c_size_t()
         decompressor = self._alloc()
         if not decompressor:
@@ -106,10 +106,7 @@ class _Libdeflate:
             )
         finally:
             self._free(decompressor)
-        del target  # the buffer can be resized and handed out again
-        if result != _SUCCESS or used.value != len(data) or made.value != output:
-            return None
-        return out
+        return result == _SUCCESS and used.value == len(data) and made.value == output
 
 
 def _load_libdeflate() -> _Libdeflate | None:
@@ -121,9 +118,10 @@ def _load_libdeflate() -> _Libdeflate | None:
         library = _Libdeflate(ctypes.CDLL(_deflate.__file__))
         sample = b"portable python " * 64
         packed = bytes(deflate.gzip_compress(sample, 6))
-        if bytes(library.member(packed, len(sample)) or b"") != sample:
+        out = bytearray(len(sample))
+        if not library.member(packed, len(sample), out) or out != sample:
             return None
-        if library.member(packed + b"\0", len(sample)) is not None:
+        if library.member(packed + b"\0", len(sample), out):
             return None  # a trailing byte must be reported, or strictness is lost
         return library
     except (ImportError, OSError, AttributeError, TypeError, ValueError):
@@ -223,7 +221,12 @@ def open_gzip(path: Path, *, threads: int | None = None) -> IO[bytes]:
 
 
 class BlockGunzip(io.RawIOBase):
-    """The inflated content of the gzip file `path`, read front to back."""
+    """The inflated content of the gzip file `path`, read front to back.
+
+    `read_chunk` hands out each member's output in the buffer it was inflated into;
+    the buffer is reused from the next call on, so no page of it is copied or
+    faulted in twice. `readinto` copies, for readers that want their own buffer.
+    """
 
     def __init__(self, path: Path, *, threads: int) -> None:
         super().__init__()
@@ -233,8 +236,10 @@ class BlockGunzip(io.RawIOBase):
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self._size = os.fstat(self._fd).st_size
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gunzip")
-        self._in_flight: deque[Future[bytearray]] = deque()
+        self._in_flight: deque[tuple[Future[int], bytearray]] = deque()
         self._max_in_flight = 2 * threads
+        self._spare: list[bytearray] = []  # output buffers free for the next members
+        self._held: bytearray | None = None  # the buffer `_current` lies in
         self._next = 0  # where the next member to schedule starts
         self._rest_at: int | None = None  # where igzip takes over, once decided
         self._rest: BinaryIO | None = None
@@ -245,29 +250,39 @@ class BlockGunzip(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read_chunk(self) -> memoryview:
+        """The rest of the current member's output, else the next one's; empty at the end."""
+        if not self._current:
+            self._advance()
+        chunk, self._current = self._current, memoryview(b"")
+        return chunk
+
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        while not self._current:
-            if not self._advance():
-                return 0
+        if not self._current:
+            self._advance()
         size = min(len(buffer), len(self._current))
         buffer[:size] = self._current[:size]
         self._current = self._current[size:]
         return size
 
-    def _advance(self) -> bool:
-        """Make the next member's output current; False at the end of the file."""
+    def _advance(self) -> None:
+        """Make the next member's output current (empty at the end of the file)."""
+        self._current = memoryview(b"")
+        if self._held is not None:
+            self._spare.append(self._held)  # its views are done with: see read_chunk
+            self._held = None
         self._schedule()
         if self._in_flight:
-            self._current = memoryview(self._in_flight.popleft().result())
+            done, buffer = self._in_flight.popleft()
+            self._current = memoryview(buffer)[: done.result()]
+            self._held = buffer
             self.members += 1
-            return True
-        if self._rest_at is None:
-            return False
-        if self._rest is None:
-            self._rest = self._open_rest(self._rest_at)
-        piece = self._rest.read(BLOCK_SIZE)
-        self._current = memoryview(piece)
-        return bool(piece)
+            self._schedule()  # the worker that finished takes the next member at once
+            return
+        if self._rest_at is not None:
+            if self._rest is None:
+                self._rest = self._open_rest(self._rest_at)
+            self._current = memoryview(self._rest.read(BLOCK_SIZE))
 
     def _schedule(self) -> None:
         """Start inflating members until enough are in flight or the parallel part ends."""
@@ -287,29 +302,38 @@ class BlockGunzip(io.RawIOBase):
                 return
             if at + size > self._size:
                 raise GzipFormatError(
-                    f"`{self._path.name}` ends inside the gzip member at byte {at:,} "
+                    f"the file ends inside the gzip member at byte {at:,} "
                     f"(its header says {size:,} bytes, {self._size - at:,} are left)"
                 )
             if size < wanted + _TRAILER:
                 raise GzipFormatError(
-                    f"`{self._path.name}`: the gzip member at byte {at:,} says it is "
-                    f"{size:,} bytes long, shorter than its own header and trailer"
+                    f"the gzip member at byte {at:,} says it is {size:,} bytes long, "
+                    "shorter than its own header and trailer"
                 )
             output = int.from_bytes(os.pread(self._fd, 4, at + size - 4), "little")
             if output > MAX_MEMBER_OUTPUT:
                 self._rest_at = at
                 return
-            self._in_flight.append(self._pool.submit(self._inflate, at, size, output))
+            buffer = self._buffer(output)
+            self._in_flight.append(
+                (self._pool.submit(self._inflate, at, size, output, buffer), buffer)
+            )
             self._next = at + size
 
-    def _inflate(self, at: int, size: int, output: int) -> bytearray:
+    def _buffer(self, size: int) -> bytearray:
+        """A free output buffer of at least `size` bytes."""
+        for index, spare in enumerate(self._spare):
+            if len(spare) >= size:
+                return self._spare.pop(index)
+        return bytearray(max(size, BLOCK_SIZE))
+
+    def _inflate(self, at: int, size: int, output: int, buffer: bytearray) -> int:
         data = os.pread(self._fd, size, at)
         if len(data) < size:
-            raise GzipFormatError(f"`{self._path.name}` ends inside the gzip member at byte {at:,}")
-        out = self._library.member(data, output)
-        if out is None:
+            raise GzipFormatError(f"the file ends inside the gzip member at byte {at:,}")
+        if not self._library.member(data, output, buffer):
             raise GzipFormatError(f"{why_refused(data, output)} (the gzip member at byte {at:,})")
-        return out
+        return output
 
     def _open_rest(self, at: int) -> BinaryIO:
         """igzip reading the file from `at`, where the members without a size field begin."""

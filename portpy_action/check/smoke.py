@@ -416,10 +416,10 @@ def _probe_runs(
     workdir: Path,
     modules: Sequence[str],
     emulator: Sequence[str],
+    count: int,
 ) -> list[_ProbeRun]:
-    """Import `modules` in one or more interpreters at once, each claiming the next
-    module nobody has taken (PROBE), so a slow import does not hold the others up."""
-    count = import_processes(len(modules))
+    """Import `modules` in `count` interpreters at once, each claiming the next module
+    nobody has taken (PROBE), so a slow import does not hold the others up."""
     claims: list[str] = []
     if count > 1:
         (workdir / "smoke-claims").mkdir()
@@ -463,12 +463,14 @@ def run_smoke(
     command: Sequence[str] = (),
     mode: str = "auto",
     emulator: Sequence[str] = (),
+    processes: int | None = None,
 ) -> SmokeResult:
     """Run the interpreter of an unpacked bundle; raise CheckError on anything out of place.
 
     `mode` is "auto" (a target-like root where possible), TARGET_ROOT or MOVED_COPY.
     `emulator` prefixes the interpreter: qemu-user for a bundle of another
     architecture, which runs from the moved copy (a target-like root holds no emulator).
+    `processes` is how many interpreters share the imports (default: `import_processes`).
     """
     planned = modules_to_import(layout.prefix)
     skip = set(skip_imports)
@@ -484,7 +486,8 @@ def run_smoke(
         log=log,
     )
 
-    probes = _probe_runs(place, layout, workdir, modules, emulator)
+    count = processes or import_processes(len(modules))
+    probes = _probe_runs(place, layout, workdir, modules, emulator, count)
     records = [record for probe in probes for record in probe.records]
     for probe in probes:
         if probe.python is None:
@@ -503,6 +506,8 @@ def run_smoke(
         for r in records
         if r["kind"] == "failed"
     ]
+    order = {module: number for number, module in enumerate(modules)}
+    judged.sort(key=lambda failure: order.get(failure.module, len(order)))  # as planned
     problems += [f.describe() for f in judged if f.level == ERROR]
     for probe in probes:
         if probe.unfinished:
@@ -535,6 +540,7 @@ def run_smoke(
     log.info(
         f"smoke test: Python {python['version']} from {where} imported "
         f"{len(imported)} modules"
+        + (f" in {len(probes)} interpreters" if len(probes) > 1 else "")
         + (f", {len(judged)} with a warning or notice" if judged else "")
         + (", ran the smoke command" if command else "")
         + (f", hid {len(place.hidden)} folder(s)" if place.hidden else "")
@@ -649,6 +655,7 @@ def smoke_test(
     command: Sequence[str] = (),
     mode: str = "auto",
     emulator: Sequence[str] = (),
+    processes: int | None = None,
 ) -> SmokeResult:
     """Unpack `archive` to a fresh folder and run it from there (see the module doc)."""
     with unpacked_bundle(archive, purpose="smoke", log=log) as (workdir, unpacked, layout):
@@ -663,4 +670,5 @@ def smoke_test(
             command=command,
             mode=mode,
             emulator=emulator,
+            processes=processes,
         )

@@ -2,7 +2,9 @@
 
 Used for pbs runtimes (fetched from the network), for any bundle given to
 `portpy verify`, and for the smoke test's copy of a fresh bundle. Entries stream
-from the archive, read once by tarstream.py (tar) or zipfile, into `SafeTree`,
+from the archive (this tool's own tar.gz inflated on every core by
+blockgunzip.py, other gzip files by ISA-L's igzip), read once by tarstream.py
+(tar) or zipfile, into `SafeTree`,
 which writes only through descriptors of folders inside the destination and
 makes symlinks last (see safe_tree.py); tarfile's extraction and its `data`
 filter are not used, since on Pythons before the 2025 fixes that filter can be

@@ -5,9 +5,10 @@ size in its header (the `PS` subfield of the extra field). So the start of every
 member is known without inflating the ones before it: this reader reads headers
 only, hands whole members to worker threads, and returns their output in order.
 Each worker inflates one member with libdeflate (which lets go of the GIL) into a
-buffer of exactly the length the member's trailer states: libdeflate inflates
-about twice as fast as ISA-L does one member at a time here, and the members
-spread over the cores.
+buffer at least as long as the member's trailer states, reused member after
+member: a 1.1 GB tar takes libdeflate 1.25 CPU seconds against 1.65 for ISA-L's
+streaming inflate (2.1 for ISA-L one member at a time), and it spreads over the
+cores instead of one thread.
 
 Strict: every member must be exactly what its header and trailer say. libdeflate
 reports how many bytes it read (header, deflate data, trailer: all of them must
@@ -45,6 +46,10 @@ from portpy_action.blockgzip import BLOCK_SIZE, SIZE_FIELD
 # so that memory stays bounded by a few members per thread. blockgzip writes at most
 # BLOCK_SIZE per member.
 MAX_MEMBER_OUTPUT = 4 * BLOCK_SIZE
+# Inflating threads at most: each inflates about 1 GB/s, more than the one thread that
+# writes the files out can take; with two members in flight per thread, memory stays
+# under 2 * MAX_THREADS * MAX_MEMBER_OUTPUT (32 MiB) whatever an archive claims.
+MAX_THREADS = 4
 
 _FIXED = 10  # magic, method, flags, mtime, extra flags, OS
 _FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 0x02, 0x04, 0x08, 0x10
@@ -215,7 +220,7 @@ def open_gzip(path: Path, *, threads: int | None = None) -> IO[bytes]:
         with path.open("rb") as probe:
             peek = probe.read(_PEEK)
         if member_size(peek) is not None:
-            workers = threads or len(os.sched_getaffinity(0))
+            workers = threads or min(len(os.sched_getaffinity(0)), MAX_THREADS)
             return cast(IO[bytes], BlockGunzip(path, threads=workers))
     return igzip_threaded.open(path, "rb", threads=1)  # type: ignore[no-any-return,no-untyped-call]
 
@@ -325,6 +330,8 @@ class BlockGunzip(io.RawIOBase):
         for index, spare in enumerate(self._spare):
             if len(spare) >= size:
                 return self._spare.pop(index)
+        if self._spare:
+            self._spare.pop()  # too small: replaced, so the buffers stay as many as in use
         return bytearray(max(size, BLOCK_SIZE))
 
     def _inflate(self, at: int, size: int, output: int, buffer: bytearray) -> int:

@@ -214,8 +214,9 @@ class TarReader:
 
     def next(self) -> Member | None:
         """The next member, skipping whatever data of the last one was not read; None at the end."""
-        self._skip(self._left + self._pad)
-        self._left = self._pad = 0
+        if self._left or self._pad:
+            self._skip(self._left + self._pad)
+            self._left = self._pad = 0
         pax: dict[str, str] = {}
         long_name = long_link = None
         while True:

@@ -40,20 +40,24 @@ from typing import IO, BinaryIO, cast
 
 from isal import igzip_threaded, isal_zlib
 
-from portpy_action.blockgzip import BLOCK_SIZE, SIZE_FIELD
+from portpy_action.gzipmember import (
+    TRAILER_SIZE,
+    extra_end,
+    header_length,
+    member_size,
+)
 
+# blockgzip.py's members inflate to at most BLOCK_SIZE (1 MiB) each.
+BLOCK_SIZE = 1 << 20
 # A member whose trailer states more output than this is left to igzip (streamed),
-# so that memory stays bounded by a few members per thread. blockgzip writes at most
-# BLOCK_SIZE per member.
+# so that memory stays bounded by a few members per thread.
 MAX_MEMBER_OUTPUT = 4 * BLOCK_SIZE
 # Inflating threads at most: each inflates about 1 GB/s, more than the one thread that
 # writes the files out can take; with two members in flight per thread, memory stays
 # under 2 * MAX_THREADS * MAX_MEMBER_OUTPUT (32 MiB) whatever an archive claims.
 MAX_THREADS = 4
 
-_FIXED = 10  # magic, method, flags, mtime, extra flags, OS
-_FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 0x02, 0x04, 0x08, 0x10
-_TRAILER = 8
+_TRAILER = TRAILER_SIZE
 _PEEK = 64  # bytes read to parse a header; a larger extra field is read whole
 _SUCCESS = 0
 
@@ -141,50 +145,10 @@ def parallel_available() -> bool:
     return _LIBDEFLATE is not None
 
 
-def member_size(header: bytes) -> int | None:
-    """The size field of the gzip member header at the start of `header`, if it has one.
-
-    `header` must hold the whole extra field when there is one (see `_extra_length`).
-    """
-    if len(header) < _FIXED + 2 or header[:3] != b"\x1f\x8b\x08" or not header[3] & _FEXTRA:
-        return None
-    (xlen,) = struct.unpack_from("<H", header, _FIXED)
-    extra = header[_FIXED + 2 : _FIXED + 2 + xlen]
-    if len(extra) < xlen:
-        return None
-    at = 0
-    while at + 4 <= xlen:
-        field, length = struct.unpack_from("<2sH", extra, at)
-        if at + 4 + length > xlen:
-            return None  # a malformed extra field: leave it to igzip to judge
-        if field == SIZE_FIELD and length == 4:
-            return int.from_bytes(extra[at + 4 : at + 8], "little")
-        at += 4 + length
-    return None
-
-
-def _header_length(member: bytes) -> int | None:
-    """Where the deflate data of the gzip member `member` starts (RFC 1952's optional fields)."""
-    if len(member) < _FIXED or member[:3] != b"\x1f\x8b\x08":
-        return None
-    flags, at = member[3], _FIXED
-    if flags & _FEXTRA:
-        at += 2 + int.from_bytes(member[at : at + 2], "little")
-    for flag in (_FNAME, _FCOMMENT):
-        if flags & flag:
-            end = member.find(b"\0", at)
-            if end < 0:
-                return None
-            at = end + 1
-    if flags & _FHCRC:
-        at += 2
-    return at if at <= len(member) else None
-
-
 def why_refused(member: bytes, output: int) -> str:
     """What is wrong with a gzip member libdeflate refused, found again by ISA-L, step by
     step (a slow path, for the message only)."""
-    start = _header_length(member)
+    start = header_length(member)
     if start is None or start + _TRAILER > len(member):
         return "a damaged gzip header, or a size field too short for it"
     inflater = isal_zlib.decompressobj(-15)
@@ -204,13 +168,6 @@ def why_refused(member: bytes, output: int) -> str:
     if len(out) != size:
         return "length check failed"
     return "libdeflate refused a gzip member ISA-L reads"  # a bug in one of them
-
-
-def _extra_length(peek: bytes) -> int:
-    """How many bytes of the file the header that starts `peek` spans up to its extra field's end."""
-    if len(peek) < _FIXED + 2 or not peek[3] & _FEXTRA:
-        return len(peek)
-    return _FIXED + 2 + int.from_bytes(peek[_FIXED : _FIXED + 2], "little")
 
 
 def open_gzip(path: Path, *, threads: int | None = None) -> IO[bytes]:
@@ -298,7 +255,7 @@ class BlockGunzip(io.RawIOBase):
         ):
             at = self._next
             peek = os.pread(self._fd, _PEEK, at)
-            wanted = _extra_length(peek)
+            wanted = extra_end(peek)
             if wanted > len(peek):
                 peek = os.pread(self._fd, wanted, at)
             size = member_size(peek)

@@ -30,33 +30,23 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import deflate
 
+from portpy_action.gzipmember import TRAILER_SIZE, member_header
+
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
 BLOCK_SIZE = 1 << 20
 
-# RFC 1952 member header: deflate, only FEXTRA set (no file name), mtime 0, no extra
-# flags, OS unknown; then the extra field: its length (8) and one subfield, `SIZE_FIELD`,
-# holding the whole member's size in bytes (header to trailer, 32-bit little-endian).
-# Every gzip reader skips the extra field; blockgunzip.py uses it to find the members
-# without inflating them, and so inflates them in parallel (as bgzip's `BC` field allows).
-SIZE_FIELD = b"PS"
-_HEADER = b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff"
-_PLAIN_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no extra field
-_EXTRA = struct.Struct("<H2sHI")  # XLEN, then the subfield's id, length and value
-MEMBER_HEADER = len(_HEADER) + _EXTRA.size  # 20 bytes
-_TRAILER = 8  # crc32 and length, little-endian
+# Each member's header carries its size (gzipmember.py), so that a reader can find
+# every member without inflating the ones before it and inflate them in parallel.
+_TRAILER = TRAILER_SIZE
 
 
 def gzip_member(block: bytes, level: int) -> bytes:
     """`block` as one whole gzip member: header, libdeflate's deflate stream, crc32, length."""
     deflated = deflate.deflate_compress(block, level)
     trailer = struct.pack("<II", deflate.crc32(block), len(block))
-    size = MEMBER_HEADER + len(deflated) + _TRAILER
-    if size > 0xFFFFFFFF:  # a block of 4 GiB: no size field (readers then inflate in turn)
-        return _PLAIN_HEADER + bytes(deflated) + trailer
-    header = _HEADER + _EXTRA.pack(_EXTRA.size - 2, SIZE_FIELD, 4, size)
-    return header + bytes(deflated) + trailer
+    return member_header(len(deflated)) + bytes(deflated) + trailer
 
 
 class BlockGzipWriter(io.BufferedIOBase):

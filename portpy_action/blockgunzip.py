@@ -228,19 +228,23 @@ class BlockGunzip(io.RawIOBase):
         return size
 
     def _advance(self) -> None:
-        """Make the next member's output current (empty at the end of the file)."""
+        """Make the next output current: empty only at the end of the file (an empty
+        member is passed over, as gunzip passes over it)."""
         self._current = memoryview(b"")
-        if self._held is not None:
-            self._spare.append(self._held)  # its views are done with: see read_chunk
-            self._held = None
-        self._schedule()
-        if self._in_flight:
+        while True:
+            if self._held is not None:
+                self._spare.append(self._held)  # its views are done with: see read_chunk
+                self._held = None
+            self._schedule()
+            if not self._in_flight:
+                break
             done, buffer = self._in_flight.popleft()
             self._current = memoryview(buffer)[: done.result()]
             self._held = buffer
             self.members += 1
             self._schedule()  # the worker that finished takes the next member at once
-            return
+            if self._current:
+                return
         if self._rest_at is not None:
             if self._rest is None:
                 self._rest = self._open_rest(self._rest_at)

@@ -133,6 +133,22 @@ def test_members_without_the_field_are_read_in_turn_after_those_with_it(tmp_path
     assert inflated(archive) == first + rest + b"more"
 
 
+def test_empty_members_anywhere_are_passed_over(tmp_path: Path) -> None:
+    raw = sample_tar()
+    archive = tmp_path / "empty-members.tar.gz"
+    archive.write_bytes(
+        block_gzip(b"")
+        + block_gzip(raw[:5000])
+        + block_gzip(b"") * 3
+        + block_gzip(raw[5000:])
+        + block_gzip(b"")
+    )
+    with open_gzip(archive) as stream:
+        assert stream.read() == raw == gzip.decompress(archive.read_bytes())
+    unpack(archive, tmp_path / "dest")
+    assert (tmp_path / "dest" / "demo" / "big.bin").stat().st_size == 80_000
+
+
 def test_a_member_larger_than_the_bound_is_streamed_by_igzip(tmp_path: Path) -> None:
     data = bytes(MAX_MEMBER_OUTPUT + 5)
     archive = tmp_path / "large.gz"

@@ -2,7 +2,9 @@
 
 Used for pbs runtimes (fetched from the network), for any bundle given to
 `portpy verify`, and for the smoke test's copy of a fresh bundle. Entries stream
-from the archive, read once by tarstream.py (tar) or zipfile, into `SafeTree`,
+from the archive (this tool's own tar.gz inflated on every core by
+blockgunzip.py, other gzip files by ISA-L's igzip), read once by tarstream.py
+(tar) or zipfile, into `SafeTree`,
 which writes only through descriptors of folders inside the destination and
 makes symlinks last (see safe_tree.py); tarfile's extraction and its `data`
 filter are not used, since on Pythons before the 2025 fixes that filter can be
@@ -32,7 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar, cast
 
-from isal import igzip_threaded, isal_zlib
+from isal import isal_zlib
+
+from portpy_action.blockgunzip import open_gzip
 
 # Defined in errors.py with the rest; importable from here as before.
 from portpy_action.errors import ArchiveError as ArchiveError
@@ -296,7 +300,8 @@ class _Writer:
 def _unpack_tar(archive: Path, kind: str, writer: _Writer) -> None:
     with _decompressed(archive, kind) as plain:
         # One pass, members in order, never a member whole in memory (tarstream.py).
-        tar = TarReader(cast(Readable, plain))  # every decompressor here has readinto
+        # Every decompressor here has readinto; blockgunzip also hands out its own buffers.
+        tar = TarReader(cast(Readable, plain))
         for member in tar:
             _unpack_member(tar, member, writer)
         # Read past the end-of-archive blocks: gzip's CRC and xz's check are verified only there.
@@ -325,9 +330,10 @@ def _unpack_member(tar: TarReader, member: Member, writer: _Writer) -> None:
 
 def _decompressed(archive: Path, kind: str) -> IO[bytes]:
     if kind == "tar.gz":
-        # ISA-L inflates about twice as fast as zlib, and in its own thread here, so
-        # inflating overlaps with writing the files out.
-        return igzip_threaded.open(archive, "rb", threads=1)  # type: ignore[no-any-return,no-untyped-call]
+        # Our own archives inflate member by member on every core (blockgunzip.py);
+        # others by ISA-L (about twice as fast as zlib) in a thread of its own. Either
+        # way inflating overlaps with writing the files out.
+        return open_gzip(archive)
     if kind == "tar.xz":
         return lzma.open(archive, "rb")
     return _unzstd(archive)

@@ -30,21 +30,23 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import deflate
 
+from portpy_action.gzipmember import TRAILER_SIZE, member_header
+
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
 BLOCK_SIZE = 1 << 20
 
-# RFC 1952 member header: deflate, no flags (no file name), mtime 0, no extra flags, OS unknown.
-_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
-_TRAILER = 8  # crc32 and length, little-endian
+# Each member's header carries its size (gzipmember.py), so that a reader can find
+# every member without inflating the ones before it and inflate them in parallel.
+_TRAILER = TRAILER_SIZE
 
 
 def gzip_member(block: bytes, level: int) -> bytes:
     """`block` as one whole gzip member: header, libdeflate's deflate stream, crc32, length."""
     deflated = deflate.deflate_compress(block, level)
     trailer = struct.pack("<II", deflate.crc32(block), len(block))
-    return _HEADER + bytes(deflated) + trailer
+    return member_header(len(deflated)) + bytes(deflated) + trailer
 
 
 class BlockGzipWriter(io.BufferedIOBase):

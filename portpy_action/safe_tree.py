@@ -50,6 +50,18 @@ class Refused(Exception):
         self.name = name  # set when the entry is not the one being added (`finish`)
 
 
+def _umask() -> int | None:
+    """The process's umask, read without changing it (Linux 4.7+); None where unknown."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def split_name(name: str) -> Parts:
     """An archive entry's name as path components, or Refused when it is not a plain relative path."""
     if "\0" in name:
@@ -83,6 +95,7 @@ class SafeTree:
             self._had_entries = any(True for _ in entries)
         self._on_disk_links: dict[Parts, bool] = {}
         self._steps = 0  # symlink components followed in `_escape`, for all links together
+        self._umask = _umask()
 
     def close(self) -> None:
         for fd in self._dirs.values():
@@ -103,15 +116,20 @@ class SafeTree:
         """Create the regular file `parts` from `chunks`, replacing an earlier file of that name."""
         parent = self._entry_parent(parts)
         name = parts[-1]
+        # Made with its final mode where the umask leaves that alone (one fchmod fewer
+        # per file: tens of thousands in a big bundle), else 0600 and changed after.
+        exact = self._umask is not None and not mode & self._umask
+        initial = mode if exact else 0o600
         fd = self._replacing(
-            parent, parts, lambda: os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=parent)
+            parent, parts, lambda: os.open(name, _NEW_FILE_FLAGS, initial, dir_fd=parent)
         )
         try:
             for chunk in chunks:
                 view = memoryview(chunk)
                 while view:  # one write per piece, unless the kernel takes less
                     view = view[os.write(fd, view) :]
-            os.fchmod(fd, mode)
+            if not exact:
+                os.fchmod(fd, mode)
             if mtime is not None:
                 # A timestamp the file system cannot hold keeps "now".
                 with contextlib.suppress(OverflowError, ValueError):

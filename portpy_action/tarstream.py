@@ -2,9 +2,11 @@
 
 `tarfile`'s stream mode costs about as much as the unpacking it feeds: every
 block passes through several buffers and every header through generic code.
-This reader keeps one buffer, parses each 512-byte header with `struct`, and
-hands a member's data out as views into that buffer, so a small file reaches
-`os.write` without a copy of its own.
+This reader takes the decompressed stream in chunks, parses each 512-byte
+header with `struct`, and hands a member's data out as views into the chunk that
+holds it, so file data reaches `os.write` without a copy of its own. A source
+with `read_chunk()` (blockgunzip.py) gives its own buffers, one per gzip member;
+any other is read with `readinto` into two buffers taken in turn.
 
 It understands what tar writers produce: ustar (with its name prefix), GNU
 (long names `L`/`K`, base-256 numbers) and pax (`x` per member, `g` for all
@@ -19,10 +21,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 BLOCK = 512
-_BUFFER = 1 << 20  # what one read from the decompressor asks for
+_BUFFER = 1 << 20  # what one read from a decompressor without chunks asks for
 
 FILE, DIR, SYMLINK, HARDLINK, SPECIAL = "file", "dir", "symlink", "hardlink", "special"
 _KINDS = {b"0": FILE, b"\0": FILE, b"7": FILE, b"5": DIR, b"2": SYMLINK, b"1": HARDLINK}
@@ -42,6 +44,28 @@ class TarFormatError(ValueError):
 
 class Readable(Protocol):
     def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+@runtime_checkable
+class ChunkSource(Protocol):
+    def read_chunk(self) -> memoryview:
+        """The next piece of the stream (empty at its end); views of the one before it may
+        be overwritten from this call on."""
+        ...
+
+
+class _Chunks:
+    """`read_chunk` over a stream that has only `readinto`: two buffers filled in turn."""
+
+    def __init__(self, source: Readable) -> None:
+        self._source = source
+        self._buffers = (memoryview(bytearray(_BUFFER)), memoryview(bytearray(_BUFFER)))
+        self._turn = 0
+
+    def read_chunk(self) -> memoryview:
+        buffer = self._buffers[self._turn]
+        self._turn ^= 1
+        return buffer[: self._source.readinto(buffer) or 0]
 
 
 @dataclass
@@ -115,54 +139,54 @@ def parse_pax(data: bytes) -> dict[str, str]:
 class TarReader:
     """The members of the tar stream `source`, in order; read each one's data before the next."""
 
-    def __init__(self, source: Readable) -> None:
-        self._source = source
-        self._buffer = bytearray(_BUFFER)
-        self._view = memoryview(self._buffer)
-        self._start = 0  # unread bytes are _buffer[_start:_end]
-        self._end = 0
+    def __init__(self, source: Readable | ChunkSource) -> None:
+        chunks = source if isinstance(source, ChunkSource) else _Chunks(source)
+        self._read_chunk = chunks.read_chunk
+        self._chunk = memoryview(b"")  # unread bytes are _chunk[_at:]
+        self._at = 0
         self._eof = False
         self._left = 0  # data bytes of the current member not yet handed out
         self._pad = 0  # padding after them
         self._global: dict[str, str] = {}
         self.offset = 0  # bytes consumed, for messages
 
-    # -- the buffer -------------------------------------------------------------
+    # -- the chunks ---------------------------------------------------------------
 
-    def _fill(self, want: int) -> int:
-        """Make at least `want` bytes available if the stream has them; return how many are."""
-        have = self._end - self._start
-        if have >= want or self._eof:
-            return have
-        if self._start:
-            # Keep the unread tail (under a header's size when called for data) at the front.
-            self._buffer[:have] = bytes(self._view[self._start : self._end])
-            self._start, self._end = 0, have
-        while self._end - self._start < want:
-            got = self._source.readinto(self._view[self._end :])
-            if not got:
-                self._eof = True
-                break
-            self._end += got
-        return self._end - self._start
+    def _next_chunk(self) -> bool:
+        """Move on to the next chunk (views into the last may now change); False at the end."""
+        while not self._eof:
+            self._chunk, self._at = self._read_chunk(), 0
+            if self._chunk:
+                return True
+            self._eof = True
+        return False
 
     def _take(self, size: int) -> memoryview:
-        """The next `size` (≤ the buffer) bytes; fewer only at the end of the stream."""
-        have = self._fill(size)
-        size = min(size, have)
-        view = self._view[self._start : self._start + size]
-        self._start += size
-        self.offset += size
-        return view
+        """The next `size` bytes; fewer only at the end of the stream. A view into the
+        chunk when they lie in one, else a copy."""
+        end = self._at + size
+        if end <= len(self._chunk):
+            view = self._chunk[self._at : end]
+            self._at = end
+            self.offset += size
+            return view
+        joined = bytearray(self._chunk[self._at :])  # copied before the chunk is replaced
+        self._at = len(self._chunk)
+        while len(joined) < size and self._next_chunk():
+            piece = self._chunk[: size - len(joined)]
+            joined += piece
+            self._at = len(piece)
+        self.offset += len(joined)
+        return memoryview(joined)
 
     def _some(self, limit: int) -> memoryview:
-        """Up to `limit` bytes: what the buffer holds, else what one refill brings."""
-        if self._start == self._end:
-            self._fill(1)
-        size = min(limit, self._end - self._start)
-        view = self._view[self._start : self._start + size]
-        self._start += size
-        self.offset += size
+        """Up to `limit` bytes: what is left of this chunk, else of the next."""
+        if self._at == len(self._chunk) and not self._next_chunk():
+            return memoryview(b"")
+        end = min(len(self._chunk), self._at + limit)
+        view = self._chunk[self._at : end]
+        self.offset += end - self._at
+        self._at = end
         return view
 
     def _skip(self, size: int) -> None:
@@ -190,8 +214,9 @@ class TarReader:
 
     def next(self) -> Member | None:
         """The next member, skipping whatever data of the last one was not read; None at the end."""
-        self._skip(self._left + self._pad)
-        self._left = self._pad = 0
+        if self._left or self._pad:
+            self._skip(self._left + self._pad)
+            self._left = self._pad = 0
         pax: dict[str, str] = {}
         long_name = long_link = None
         while True:

@@ -6,6 +6,7 @@ import gzip
 import io
 import os
 import random
+import struct
 import subprocess
 import zlib
 
@@ -80,7 +81,24 @@ def test_threads_and_write_sizes_do_not_change_the_bytes() -> None:
 
 def test_the_header_names_nothing_and_has_no_time() -> None:
     packed = gzipped(b"hello", threads=1, chunks=[5])
-    assert packed[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    # Only FEXTRA among the flags (no file name, no comment), mtime 0, OS unknown.
+    assert packed[:10] == b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff"
+
+
+def test_each_member_records_its_own_size() -> None:
+    """The extra field's `PS` subfield holds each member's length, header to trailer."""
+    packed = gzipped(sample(3 * BLOCK + 5), threads=2, chunks=[BLOCK])
+    at, sizes = 0, []
+    while at < len(packed):
+        xlen, field, length, size = struct.unpack_from("<H2sHI", packed, at + 10)
+        assert (xlen, field, length) == (8, b"PS", 4)
+        decompressor = zlib.decompressobj(31)
+        decompressor.decompress(packed[at:])
+        assert len(packed) - at - len(decompressor.unused_data) == size
+        sizes.append(size)
+        at += size
+    assert at == len(packed)
+    assert len(sizes) == 4
 
 
 def test_a_failed_write_leaves_no_trailer() -> None:

@@ -102,6 +102,39 @@ def test_skipped_modules_are_not_imported(broken_archive: Path) -> None:
     assert result.failures == ()
 
 
+def test_several_interpreters_share_the_imports_each_module_once(broken_archive: Path) -> None:
+    stream = io.StringIO()
+    shared = smoke_test(broken_archive, log=Logger(stream, github=False, tty=False), processes=3)
+    alone = smoke_test(broken_archive, log=_log(), processes=1)
+    assert "modules in 3 interpreters" in stream.getvalue()
+    assert shared.imported == alone.imported
+    assert "fastrand" in shared.imported
+    assert [(f.module, f.reason) for f in shared.failures] == [
+        (f.module, f.reason) for f in alone.failures
+    ]
+    assert stream.getvalue().count("importing `greeter` (from greeter) failed") == 1
+
+
+@pytest.fixture(scope="module")
+def dying_archive(
+    installed_bundle: InstalledBundle, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    tmp = tmp_path_factory.mktemp("dying")
+    copy = _variant(installed_bundle, tmp)
+    init = _site_packages(copy) / "greeter" / "__init__.py"
+    init.write_text("import os\nos._exit(7)\n")
+    return pack(copy, tmp / f"{BUNDLE_NAME}.tar.gz", format="tar.gz").path
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_an_interpreter_dying_mid_import_names_the_module(
+    dying_archive: Path, processes: int
+) -> None:
+    with pytest.raises(CheckError) as raised:
+        smoke_test(dying_archive, log=_log(), processes=processes, skip_imports=QUICK)
+    assert "died (exit status 7) while importing `greeter` (from greeter)" in str(raised.value)
+
+
 @pytest.mark.parametrize("mode", [TARGET_ROOT, MOVED_COPY])
 def test_an_import_reaching_into_the_build_folder_fails(
     good_archive: Path, installed_bundle: InstalledBundle, mode: str

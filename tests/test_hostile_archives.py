@@ -7,6 +7,7 @@ commands users run on untrusted files: `portpy verify` and
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import stat
@@ -143,6 +144,30 @@ def test_good_links_files_modes_and_times_are_kept(tmp_path: Path) -> None:
     so = python / "lib" / "libpython.so"
     assert so.stat().st_ino == (python / "lib" / "libpython.so.1.0").stat().st_ino
     assert (python / "share" / "up" / "x.py").read_text() == "new"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o277])
+def test_file_modes_do_not_depend_on_the_umask(tmp_path: Path, umask: int) -> None:
+    """Files are made with their mode where the umask allows, else changed after."""
+    modes = {"run": 0o755, "data": 0o644, "private": 0o600, "group": 0o775}
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, mode in modes.items():
+            info = tarfile.TarInfo(f"python/{name}")
+            info.size, info.mode = 1, mode
+            tar.addfile(info, io.BytesIO(b"x"))
+    archive = tmp_path / "modes.tar.gz"
+    archive.write_bytes(gzip.compress(raw.getvalue()))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    old = os.umask(umask)
+    try:
+        unpack(archive, dest)
+    finally:
+        os.umask(old)
+    made = {n: stat.S_IMODE((dest / "python" / n).stat().st_mode) for n in modes}
+    # Group and others never get write (see archives._file_mode); the rest is the archive's.
+    assert made == {"run": 0o755, "data": 0o644, "private": 0o600, "group": 0o755}
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,9 +62,15 @@ SMOKE_MODES = ("auto", TARGET_ROOT, MOVED_COPY)
 # as it goes, so a crash mid-import still tells which module was being imported. For an
 # ImportError caused by a ModuleNotFoundError (packages often re-raise it with advice,
 # e.g. blackd without aiohttp) it notes the missing module and whether it is in the bundle.
+# With a folder in argv[3], several probes share the list: each imports the modules whose
+# number it is first to claim there (mkdir is atomic), so the work spreads by itself.
+# The interpreter then ends with os._exit: tearing down thousands of modules takes most
+# of a second of a big bundle's run, and nothing is judged by it (a crash at exit,
+# after every record is written, never failed the test).
 PROBE = r"""
-import importlib, importlib.util, json, sys, traceback
+import importlib, importlib.util, json, os, sys, traceback
 out = open(sys.argv[1], "w", buffering=1)
+claims = sys.argv[3] if len(sys.argv) > 3 else None
 def emit(**record):
     out.write(json.dumps(record) + "\n")
 def present(name):
@@ -73,7 +80,12 @@ def present(name):
         return None
 emit(kind="python", version=sys.version.split()[0], prefix=sys.prefix,
      exec_prefix=sys.exec_prefix, executable=sys.executable, path=sys.path)
-for name in json.loads(sys.argv[2]):
+for number, name in enumerate(json.loads(sys.argv[2])):
+    if claims is not None:
+        try:
+            os.mkdir(f"{claims}/{number}")
+        except FileExistsError:
+            continue
     emit(kind="start", module=name)
     try:
         importlib.import_module(name)
@@ -86,6 +98,13 @@ for name in json.loads(sys.argv[2]):
              present=present(missing) if missing else None, traceback=traceback.format_exc())
     else:
         emit(kind="imported", module=name)
+out.close()
+for stream in (sys.stdout, sys.stderr):
+    try:
+        stream.flush()
+    except BaseException:
+        pass
+os._exit(0)
 """
 
 # Mounts an empty tmpfs over each path before `--`, then runs the rest. Runs under
@@ -358,6 +377,67 @@ def _run(
     return done.returncode, done.stdout, done.stderr
 
 
+# At most this many interpreters import the modules side by side; each imports the
+# dependencies it meets again (numpy for pandas and for scipy), so more cost more CPU.
+MAX_IMPORT_PROCESSES = 4
+# Below this many modules one interpreter does it all: a second would cost more than it saves.
+_MODULES_PER_PROCESS = 8
+
+
+@dataclass(frozen=True)
+class _ProbeRun:
+    """One interpreter's part of the import run: what it wrote, and how it ended."""
+
+    records: list[dict[str, Any]]
+    returncode: int | None
+    stderr: str
+
+    @property
+    def python(self) -> dict[str, Any] | None:
+        return next((r for r in self.records if r["kind"] == "python"), None)
+
+    @property
+    def unfinished(self) -> str | None:
+        """The module it was importing when it died or timed out, if any."""
+        finished = {r["module"] for r in self.records if r["kind"] in ("imported", "failed")}
+        started = [r["module"] for r in self.records if r["kind"] == "start"]
+        return next((m for m in reversed(started) if m not in finished), None)
+
+
+def import_processes(modules: int) -> int:
+    """How many interpreters import `modules` modules: one per core, within the bounds above."""
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(cores, MAX_IMPORT_PROCESSES, modules // _MODULES_PER_PROCESS))
+
+
+def _probe_runs(
+    place: _Place,
+    layout: BundleLayout,
+    workdir: Path,
+    modules: Sequence[str],
+    emulator: Sequence[str],
+    count: int,
+) -> list[_ProbeRun]:
+    """Import `modules` in `count` interpreters at once, each claiming the next module
+    nobody has taken (PROBE), so a slow import does not hold the others up."""
+    claims: list[str] = []
+    if count > 1:
+        (workdir / "smoke-claims").mkdir()
+        claims = [place.seen(workdir / "smoke-claims")]
+    listed = json.dumps(list(modules))
+
+    def probe(number: int) -> _ProbeRun:
+        results = workdir / f"smoke-results-{number}.jsonl"
+        argv = [*emulator, place.seen(layout.interpreter), "-I", "-c", PROBE]
+        returncode, _, stderr = _run(place, [*argv, place.seen(results), listed, *claims], workdir)
+        return _ProbeRun(_read_records(results), returncode, stderr)
+
+    if count == 1:
+        return [probe(0)]
+    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="smoke") as pool:
+        return list(pool.map(probe, range(count)))
+
+
 def smoke_command_argv(layout: BundleLayout, words: Sequence[str]) -> list[Path | str]:
     """`run ARGS` calls the bundle's launcher; anything else goes to its interpreter."""
     if words and words[0] == "run":
@@ -383,18 +463,19 @@ def run_smoke(
     command: Sequence[str] = (),
     mode: str = "auto",
     emulator: Sequence[str] = (),
+    processes: int | None = None,
 ) -> SmokeResult:
     """Run the interpreter of an unpacked bundle; raise CheckError on anything out of place.
 
     `mode` is "auto" (a target-like root where possible), TARGET_ROOT or MOVED_COPY.
     `emulator` prefixes the interpreter: qemu-user for a bundle of another
     architecture, which runs from the moved copy (a target-like root holds no emulator).
+    `processes` is how many interpreters share the imports (default: `import_processes`).
     """
     planned = modules_to_import(layout.prefix)
     skip = set(skip_imports)
     modules = [module for module, _ in planned if module not in skip]
     owners = dict(planned)
-    results = workdir / "smoke-results.jsonl"
     place = _choose_place(
         layout,
         workdir=workdir,
@@ -405,16 +486,18 @@ def run_smoke(
         log=log,
     )
 
-    probe = [*emulator, place.seen(layout.interpreter), "-I", "-c", PROBE, place.seen(results)]
-    returncode, _, stderr = _run(place, [*probe, json.dumps(modules)], workdir)
-    records = _read_records(results)
-    python = next((r for r in records if r["kind"] == "python"), None)
-    if python is None:
-        raise CheckError(
-            f"the moved bundle's interpreter {layout.interpreter.relative_to(unpacked)} "
-            f"did not start (exit status {returncode}):\n{_tail(stderr)}",
-            hint="A library it needs may be missing from the bundle",
-        )
+    count = processes or import_processes(len(modules))
+    probes = _probe_runs(place, layout, workdir, modules, emulator, count)
+    records = [record for probe in probes for record in probe.records]
+    for probe in probes:
+        if probe.python is None:
+            raise CheckError(
+                f"the moved bundle's interpreter {layout.interpreter.relative_to(unpacked)} "
+                f"did not start (exit status {probe.returncode}):\n{_tail(probe.stderr)}",
+                hint="A library it needs may be missing from the bundle",
+            )
+    python = probes[0].python
+    assert python is not None
 
     problems = _place_problems(python, unpacked, place)
     build_paths = [str(p) for p in hide] + [str(p) for p in place.hidden]
@@ -423,17 +506,20 @@ def run_smoke(
         for r in records
         if r["kind"] == "failed"
     ]
+    order = {module: number for number, module in enumerate(modules)}
+    judged.sort(key=lambda failure: order.get(failure.module, len(order)))  # as planned
     problems += [f.describe() for f in judged if f.level == ERROR]
-    finished = {r["module"] for r in records if r["kind"] in ("imported", "failed")}
-    unfinished = [
-        r["module"] for r in records if r["kind"] == "start" and r["module"] not in finished
-    ]
-    if unfinished:
-        how = "timed out" if returncode is None else f"died (exit status {returncode})"
-        problems.append(
-            f"the interpreter {how} while importing `{unfinished[-1]}` "
-            f"(from {owners.get(unfinished[-1], '?')}):\n{_tail(stderr)}"
-        )
+    for probe in probes:
+        if probe.unfinished:
+            how = (
+                "timed out"
+                if probe.returncode is None
+                else f"died (exit status {probe.returncode})"
+            )
+            problems.append(
+                f"the interpreter {how} while importing `{probe.unfinished}` "
+                f"(from {owners.get(probe.unfinished, '?')}):\n{_tail(probe.stderr)}"
+            )
     if problems:
         raise CheckError(
             "the moved bundle failed its smoke test:\n" + "\n".join(problems),
@@ -448,11 +534,13 @@ def run_smoke(
     if command:
         _run_command(layout, place, command, emulator)
 
-    imported = tuple(r["module"] for r in records if r["kind"] == "imported")
+    done = {r["module"] for r in records if r["kind"] == "imported"}
+    imported = tuple(module for module in modules if module in done)  # in the planned order
     where = "a target-like root" if place.root else "a moved copy"
     log.info(
         f"smoke test: Python {python['version']} from {where} imported "
         f"{len(imported)} modules"
+        + (f" in {len(probes)} interpreters" if len(probes) > 1 else "")
         + (f", {len(judged)} with a warning or notice" if judged else "")
         + (", ran the smoke command" if command else "")
         + (f", hid {len(place.hidden)} folder(s)" if place.hidden else "")
@@ -567,6 +655,7 @@ def smoke_test(
     command: Sequence[str] = (),
     mode: str = "auto",
     emulator: Sequence[str] = (),
+    processes: int | None = None,
 ) -> SmokeResult:
     """Unpack `archive` to a fresh folder and run it from there (see the module doc)."""
     with unpacked_bundle(archive, purpose="smoke", log=log) as (workdir, unpacked, layout):
@@ -581,4 +670,5 @@ def smoke_test(
             command=command,
             mode=mode,
             emulator=emulator,
+            processes=processes,
         )

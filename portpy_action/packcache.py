@@ -31,8 +31,9 @@ from portpy_action.pack import GZIP_LEVEL, KeptSegment, SegmentSpan
 from portpy_action.runtime.cachestore import lookup, store
 
 KIND = "packed"
-# Bump when the tar or gzip writer changes in a way the key's other parts miss.
-SCHEMA = 1
+# Bump when the tar or gzip writer changes in a way the key's other parts miss
+# (2: each member's header records its size).
+SCHEMA = 2
 _MEMBERS = "members.gz"
 _TAR_SIZE = "tar-size"
 

@@ -60,7 +60,7 @@ from portpy_action.check import PortabilityReport, enforce_policy, scan_bundle
 from portpy_action.check.arch import check_architecture
 from portpy_action.check.emulation import smoke_emulator
 from portpy_action.check.policy import policy_for_glibc
-from portpy_action.check.scan import read_elf_facts
+from portpy_action.check.scan import read_folder_facts
 from portpy_action.check.smoke import smoke_test
 from portpy_action.distributions import Distribution
 from portpy_action.errors import InputError, writing_to
@@ -275,9 +275,9 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
 
         with log.stage("scan", "Measure the glibc baseline and external libraries"):
             if keeping and not vendoring:  # read once: for this scan and the next build's
-                cache.elf_facts = read_elf_facts(bundle, TOP)
+                cache.folder_facts = read_folder_facts(bundle, TOP)
             # python/'s ELF files as read when its environment was kept, unless vendored into.
-            known = () if vendoring or cache.elf_facts is None else (cache.elf_facts,)
+            known = () if vendoring or cache.folder_facts is None else (cache.folder_facts,)
             check_architecture(
                 bundle,
                 arch_of(release.target),

@@ -19,7 +19,9 @@ import stat
 import tarfile
 import time
 import zipfile
+from collections import deque
 from collections.abc import Callable, Container, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -421,13 +423,22 @@ def write_archive(
 
 
 class _Hashing(io.RawIOBase):
-    """Writes through to `out` and hashes what passes, while the workers compress."""
+    """Writes through to `out` and hashes what passes on a thread of its own.
+
+    sha256 runs at about 1 GB/s here: hashed in line, it doubled the time of
+    copying a kept segment of hundreds of MB. The hashing thread takes the
+    chunks in order; a few may wait for it, no more.
+    """
+
+    _WAITING = 8
 
     def __init__(self, out: BinaryIO) -> None:
         super().__init__()
         self._out = out
-        self.digest = hashlib.sha256()
+        self._digest = hashlib.sha256()
         self._written = 0
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+        self._waiting: deque[Future[None]] = deque()
 
     def writable(self) -> bool:
         return True
@@ -436,10 +447,23 @@ class _Hashing(io.RawIOBase):
         return self._written
 
     def write(self, data: ReadableBuffer) -> int:
-        self.digest.update(data)
-        written = self._out.write(data)
+        chunk = data if isinstance(data, bytes) else bytes(data)  # may be reused once written
+        self._waiting.append(self._hasher.submit(self._digest.update, chunk))
+        while len(self._waiting) > self._WAITING:
+            self._waiting.popleft().result()
+        written = self._out.write(chunk)
         self._written += written
         return written
+
+    def hexdigest(self) -> str:
+        """The sha256 of everything written, once the hashing thread has caught up."""
+        while self._waiting:
+            self._waiting.popleft().result()
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        self._hasher.shutdown(wait=True, cancel_futures=True)
+        super().close()
 
 
 def pack(
@@ -462,11 +486,13 @@ def pack(
             if format == "zip":  # zipfile seeks back to fill in sizes: hashed afterwards
                 write_archive(root, out, format=format, mtime=mtime)
             else:
-                hashing = _Hashing(out)
-                span = write_archive(
-                    root, cast(BinaryIO, hashing), format=format, mtime=mtime, segment=segment
-                )
-        sha256 = sha256_file(temp) if format == "zip" else hashing.digest.hexdigest()
+                with _Hashing(out) as hashing:
+                    span = write_archive(
+                        root, cast(BinaryIO, hashing), format=format, mtime=mtime, segment=segment
+                    )
+                    sha256 = hashing.hexdigest()
+        if format == "zip":
+            sha256 = sha256_file(temp)
         size = temp.stat().st_size
         temp_sum.write_text(f"{sha256}  {archive.name}\n", encoding="utf-8")
     return PackedArchive(archive, sha256, size, sum_file, span)

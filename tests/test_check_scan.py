@@ -18,7 +18,7 @@ from portpy_action.check import enforce_policy, format_report_table, scan_bundle
 from portpy_action.check.arch import check_architecture
 from portpy_action.check.policy import policy_for_glibc
 from portpy_action.check.report import PortabilityReport
-from portpy_action.check.scan import ElfFacts, read_elf_facts
+from portpy_action.check.scan import FolderFacts, read_folder_facts
 from portpy_action.errors import CheckError
 from portpy_action.log import Logger
 from tests.fixtures.native import (
@@ -313,14 +313,17 @@ def test_search_paths_leading_outside_the_bundle(tmp_path: Path) -> None:
 def test_kept_facts_give_the_report_a_full_read_gives(
     bundle: Path, report: PortabilityReport
 ) -> None:
-    facts = ElfFacts.from_json(json.loads(json.dumps(read_elf_facts(bundle, "python").to_json())))
+    facts = FolderFacts.from_json(
+        json.loads(json.dumps(read_folder_facts(bundle, "python").to_json()))
+    )
     assert facts.files and all(path.startswith("python/") for path in facts.files)
     assert facts.arches[INTERPRETER] == "x86_64"
+    assert f"{SITE}/fastrand-1.0.dist-info" in facts.dist_infos
     again = scan_bundle(bundle, facts=(facts,))
     assert again.to_dict() == report.to_dict()
     # The kept facts are taken as they are: python/ is not read again.
     shown = next(iter(facts.files))
-    lying = ElfFacts("python", {**facts.files, shown: replace(facts.files[shown], needed=())})
+    lying = FolderFacts("python", {**facts.files, shown: replace(facts.files[shown], needed=())})
     changed = scan_bundle(bundle, facts=(lying,))
     assert next(f for f in changed.files if f.path == shown).needed == ()
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from portpy_action.bundle.dependencies import InstallPlan
 from portpy_action.bundle.install import _logical_lines, _split, uv_binary
 from portpy_action.bundle.lockfiles import PYLOCK, UV_LOCK, lock_format
-from portpy_action.check.scan import ElfFacts, read_elf_facts
+from portpy_action.check.scan import FolderFacts, read_folder_facts
 from portpy_action.childenv import child_environ
 from portpy_action.choices import Installer
 from portpy_action.log import Logger
@@ -43,8 +43,8 @@ from portpy_action.runtime.unpack import TOP
 
 KIND = "environments"
 # Bump when what an entry holds changes (2: the runtime's own distributions beside python/;
-# 3: the ELF facts of python/ beside it).
-SCHEMA = 3
+# 3: the ELF facts of python/ beside it; 4: the scan's facts, dist-info folders too).
+SCHEMA = 4
 # A day: a daily build picks up new releases of unpinned requirements.
 UNPINNED_MAX_AGE = 24 * 3600
 
@@ -224,8 +224,9 @@ class EnvironmentCache:
     # On a hit: the names of the distributions the runtime itself came with (its pip).
     runtime_distributions: frozenset[str] = frozenset()
     stripped: str = ""  # strip-binaries: the version of the strip that strips; "" when off
-    # The ELF facts of python/, read when the entry was filled (None: not known).
-    elf_facts: ElfFacts | None = None
+    # The scan's facts of python/ (ELF files, dist-info folders), read when the entry was
+    # filled (None: not known).
+    folder_facts: FolderFacts | None = None
     _borrowed: Path | None = None
     # Names the entry's content, new at each fill: python/ in this build is exactly the
     # entry's (a hit, or the tree this build stored). None otherwise.
@@ -276,7 +277,7 @@ class EnvironmentCache:
             self.log.warning(f"environment cache: entry {short} is damaged; not used")
             return None
         self.runtime_distributions = frozenset(str(name) for name in names)
-        self.elf_facts = _read_facts(entry / _ELF_FACTS)
+        self.folder_facts = _read_facts(entry / _FOLDER_FACTS)
         self.entry_id = _read_id(entry / _ENTRY_ID)
         self.log.info(f"environment cache: hit ({short}): install, repair, relocate skipped")
         return CachedTree(entry / TOP, read_only=self.read_only)
@@ -312,13 +313,13 @@ class EnvironmentCache:
     def keep(self, root: Path, runtime_distributions: set[str], *, move: bool = False) -> None:
         """Store `root` (installed, repaired, relocated, compiled) under this build's key.
 
-        Its ELF facts (`elf_facts`, read now unless already read) are kept with it.
+        Its scan facts (`folder_facts`, read now unless already read) are kept with it.
         With `move`, `root` itself goes into the cache where one rename can do it
         (the build needs it no more), else it is copied.
         """
         if self.key.digest is None:
             return
-        facts = self.elf_facts or read_elf_facts(root.parent, root.name)
+        facts = self.folder_facts or read_folder_facts(root.parent, root.name)
         entry_id = uuid.uuid4().hex
 
         def fill(folder: Path) -> None:
@@ -326,17 +327,17 @@ class EnvironmentCache:
                 copy_tree(root, folder / TOP)
             names = json.dumps(sorted(runtime_distributions))
             (folder / _RUNTIME_DISTRIBUTIONS).write_text(names, encoding="utf-8")
-            (folder / _ELF_FACTS).write_text(json.dumps(facts.to_json()), encoding="utf-8")
+            (folder / _FOLDER_FACTS).write_text(json.dumps(facts.to_json()), encoding="utf-8")
             (folder / _ENTRY_ID).write_text(entry_id, encoding="ascii")
 
-        self.elf_facts = facts
+        self.folder_facts = facts
         if store(self.cache_dir / KIND, self.key.digest, fill, max_age=self.key.max_age):
             self.entry_id = entry_id  # else another build filled it: its tree, not this one
             self.log.info(f"environment cache: filled ({self.key.digest[:12]})")
 
 
 _RUNTIME_DISTRIBUTIONS = "runtime-distributions.json"
-_ELF_FACTS = "elf-facts.json"
+_FOLDER_FACTS = "scan-facts.json"
 _ENTRY_ID = "entry-id"
 
 
@@ -357,9 +358,9 @@ def _read_id(path: Path) -> str | None:
         return None
 
 
-def _read_facts(path: Path) -> ElfFacts | None:
-    """The kept ELF facts, or None when missing or unreadable (the scan reads the files)."""
+def _read_facts(path: Path) -> FolderFacts | None:
+    """The kept scan facts, or None when missing or unreadable (the scan reads the files)."""
     try:
-        return ElfFacts.from_json(json.loads(path.read_text(encoding="utf-8")))
+        return FolderFacts.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError):
         return None

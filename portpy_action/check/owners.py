@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,10 +68,19 @@ def _relative_to_root(entries: list[str], site_packages: Path, root: Path) -> It
             yield "."
 
 
-def find_distributions(root: Path) -> tuple[InstalledDistribution, ...]:
-    """Every installed distribution under `root` that has a RECORD, sorted by name."""
+def find_distributions(
+    root: Path, *, known: Mapping[str, Sequence[str]] | None = None
+) -> tuple[InstalledDistribution, ...]:
+    """Every installed distribution under `root` that has a RECORD, sorted by name.
+
+    `known` maps a folder of `root` to its dist-info folders (paths relative to
+    `root`), found earlier: those folders are not searched again.
+    """
+    known = known or {}
     found = []
-    for dist_info in _dist_info_folders(root):
+    listed = [root / path for paths in known.values() for path in paths]
+    searched = dist_info_folders(root, leave_out={root / folder for folder in known})
+    for dist_info in sorted([*listed, *searched]):
         name, version = _name_and_version(dist_info)
         entries = _record_entries(dist_info)
         files = tuple(_relative_to_root(entries, dist_info.parent, root))
@@ -79,13 +88,16 @@ def find_distributions(root: Path) -> tuple[InstalledDistribution, ...]:
     return tuple(sorted(found, key=lambda d: canonical_name(d.name)))
 
 
-def _dist_info_folders(root: Path) -> list[Path]:
+def dist_info_folders(root: Path, *, leave_out: Container[Path] = ()) -> list[Path]:
     """Every `*.dist-info` folder under `root` holding a RECORD, sorted.
 
-    os.walk over plain strings: pathlib's rglob took twice as long on large bundles.
+    Folders in `leave_out` are not entered. os.walk over plain strings:
+    pathlib's rglob took twice as long on large bundles.
     """
     found = []
-    for folder, _, files in os.walk(root):
+    for folder, dirs, files in os.walk(root):
+        if leave_out:
+            dirs[:] = [d for d in dirs if Path(folder, d) not in leave_out]
         if folder.endswith(".dist-info") and "RECORD" in files:
             found.append(Path(folder))
     return sorted(found)

@@ -26,7 +26,12 @@ from portpy_action.check.elf import (
 )
 from portpy_action.check.layout import find_runtimes
 from portpy_action.check.loader import BundleLoader
-from portpy_action.check.owners import Owners, find_distributions, map_owners
+from portpy_action.check.owners import (
+    Owners,
+    dist_info_folders,
+    find_distributions,
+    map_owners,
+)
 from portpy_action.check.policy import (
     ManylinuxPolicy,
     policy_for_glibc,
@@ -122,8 +127,8 @@ def _bundle_path(path: Path | None, root: Path) -> str | None:
 
 
 @dataclass(frozen=True)
-class ElfFacts:
-    """What `read_elf` says of every ELF file in one folder of a bundle.
+class FolderFacts:
+    """What the scan reads in one folder of a bundle: its ELF files and dist-info folders.
 
     Paths are relative to the bundle. Kept with a cached environment so that a
     bundle built from it reads only its own files (`scan_bundle(facts=...)`).
@@ -134,6 +139,8 @@ class ElfFacts:
     unreadable: tuple[str, ...] = ()
     # Every ELF file's architecture from its header (`check.arch.elf_arch`), unreadable ones too.
     arches: Mapping[str, str] = field(default_factory=dict)
+    # The `*.dist-info` folders with a RECORD (`owners.find_distributions`).
+    dist_infos: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -141,24 +148,27 @@ class ElfFacts:
             "files": {path: elf_info_to_json(info) for path, info in self.files.items()},
             "unreadable": list(self.unreadable),
             "arches": dict(self.arches),
+            "dist-infos": list(self.dist_infos),
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ElfFacts:
+    def from_json(cls, data: dict[str, Any]) -> FolderFacts:
         files = {str(path): elf_info_from_json(info) for path, info in data["files"].items()}
         arches = {str(path): str(arch) for path, arch in data["arches"].items()}
-        return cls(str(data["folder"]), files, tuple(data["unreadable"]), arches)
+        dist_infos = tuple(str(path) for path in data["dist-infos"])
+        return cls(str(data["folder"]), files, tuple(data["unreadable"]), arches, dist_infos)
 
 
-def read_elf_facts(root: Path, folder: str) -> ElfFacts:
-    """The facts of every ELF file under `root/folder`, named from `root`."""
+def read_folder_facts(root: Path, folder: str) -> FolderFacts:
+    """The facts of `root/folder`, paths named from `root`."""
     infos, unreadable = _read_all(root, root / folder)
     arches = {}
     for path in (*infos, *unreadable):
         arch = elf_arch(root / path)
         if arch is not None:
             arches[path] = arch
-    return ElfFacts(folder, infos, tuple(unreadable), arches)
+    dist_infos = tuple(p.relative_to(root).as_posix() for p in dist_info_folders(root / folder))
+    return FolderFacts(folder, infos, tuple(unreadable), arches, dist_infos)
 
 
 def _read_all(
@@ -183,7 +193,7 @@ def scan_bundle(
     *,
     policy: ManylinuxPolicy | None = None,
     build_dirs: Sequence[Path] = (),
-    facts: Sequence[ElfFacts] = (),
+    facts: Sequence[FolderFacts] = (),
 ) -> PortabilityReport:
     """Scan every ELF file under `root`, a bundle folder (or a bare runtime prefix).
 
@@ -197,7 +207,8 @@ def scan_bundle(
     policy = policy or policy_for_glibc(None)
     runtimes = find_runtimes(root)
     prefix, interpreter = runtimes[0] if len(runtimes) == 1 else (None, None)
-    owners = map_owners(root, find_distributions(root), prefix)
+    known_dist_infos = {known.folder: known.dist_infos for known in facts}
+    owners = map_owners(root, find_distributions(root, known=known_dist_infos), prefix)
 
     infos, unreadable = _read_all(root, leave_out={root / known.folder for known in facts})
     for known in facts:

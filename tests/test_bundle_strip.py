@@ -50,13 +50,22 @@ def _record_rows(site: Path) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def runtime(tmp_path: Path) -> Path:
+def runtime(compiled_runtime: Path, tmp_path: Path) -> Path:
+    """A fresh copy of `compiled_runtime` for one test to strip."""
+    root = tmp_path / "python"
+    shutil.copytree(compiled_runtime, root, symlinks=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def compiled_runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A runtime-shaped python/: a library outside site-packages, distribution `pkg` inside.
 
     pkg/a.so has symbols and debug info and an RPATH grown by patchelf (as auditwheel
     and the runtime fixture leave them); pkg/payload.so has bytes appended; pkg/bare.so
-    was linked stripped.
+    was linked stripped. Compiled once per module; each test strips a copy.
     """
+    tmp_path = tmp_path_factory.mktemp("strip")
     root = tmp_path / "python"
     staging = tmp_path / "staging"
     libx = compile_c(ANSWER_C, root / "lib" / "libx.so", args=["-g"])

@@ -149,6 +149,7 @@ def test_what_a_sigkill_leaves_the_next_run_removes(
     assert debris(cache, out) == []
 
 
+@pytest.mark.slow  # waits for a build backend to start; the other SIGTERM tests stay fast
 def test_sigterm_at_the_install_stops_the_build_backend_too(
     pbs_releases: PbsReleases, tmp_path: Path
 ) -> None:

@@ -150,6 +150,7 @@ def test_install_project_true_needs_a_project(
     assert caught.value.input == "install-project"
 
 
+@pytest.mark.slow  # places a whole runtime and runs its pip (4-5 s)
 def test_pip_that_cannot_read_pylock_toml_names_the_installer_to_use(
     tmp_path: Path, pbs_releases: PbsReleases, build_cache: Path
 ) -> None:

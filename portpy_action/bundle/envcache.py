@@ -43,7 +43,7 @@ from portpy_action.runtime.unpack import TOP
 
 KIND = "environments"
 # Bump when what an entry holds changes (2: the runtime's own distributions beside python/;
-# 3: the ELF facts of python/ beside it; 4: the scan's facts, dist-info folders too).
+# 3: the ELF facts of python/ beside it; 4: the scan's facts, owners too).
 SCHEMA = 4
 # A day: a daily build picks up new releases of unpinned requirements.
 UNPINNED_MAX_AGE = 24 * 3600
@@ -224,7 +224,7 @@ class EnvironmentCache:
     # On a hit: the names of the distributions the runtime itself came with (its pip).
     runtime_distributions: frozenset[str] = frozenset()
     stripped: str = ""  # strip-binaries: the version of the strip that strips; "" when off
-    # The scan's facts of python/ (ELF files, dist-info folders), read when the entry was
+    # The scan's facts of python/ (ELF files and their owners), read when the entry was
     # filled (None: not known).
     folder_facts: FolderFacts | None = None
     _borrowed: Path | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Container, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,18 +69,14 @@ def _relative_to_root(entries: list[str], site_packages: Path, root: Path) -> It
 
 
 def find_distributions(
-    root: Path, *, known: Mapping[str, Sequence[str]] | None = None
+    root: Path, *, leave_out: Container[Path] = ()
 ) -> tuple[InstalledDistribution, ...]:
     """Every installed distribution under `root` that has a RECORD, sorted by name.
 
-    `known` maps a folder of `root` to its dist-info folders (paths relative to
-    `root`), found earlier: those folders are not searched again.
+    Folders in `leave_out` are not searched.
     """
-    known = known or {}
     found = []
-    listed = [root / path for paths in known.values() for path in paths]
-    searched = dist_info_folders(root, leave_out={root / folder for folder in known})
-    for dist_info in sorted([*listed, *searched]):
+    for dist_info in dist_info_folders(root, leave_out=leave_out):
         name, version = _name_and_version(dist_info)
         entries = _record_entries(dist_info)
         files = tuple(_relative_to_root(entries, dist_info.parent, root))
@@ -120,9 +116,15 @@ class Owners:
 
 
 def map_owners(
-    root: Path, distributions: tuple[InstalledDistribution, ...], runtime_prefix: Path | None
+    root: Path,
+    distributions: tuple[InstalledDistribution, ...],
+    runtime_prefix: Path | None,
+    *,
+    claimed: Mapping[str, str] | None = None,
 ) -> Owners:
+    """Who installed each file; `claimed` adds owners found earlier (`FolderFacts.owners`)."""
     by_path = {path: dist.name for dist in distributions for path in dist.files}
+    by_path.update(claimed or {})
     prefix = None
     if runtime_prefix is not None:
         relative = runtime_prefix.relative_to(root).as_posix()

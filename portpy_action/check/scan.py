@@ -26,12 +26,7 @@ from portpy_action.check.elf import (
 )
 from portpy_action.check.layout import find_runtimes
 from portpy_action.check.loader import BundleLoader
-from portpy_action.check.owners import (
-    Owners,
-    dist_info_folders,
-    find_distributions,
-    map_owners,
-)
+from portpy_action.check.owners import Owners, find_distributions, map_owners
 from portpy_action.check.policy import (
     ManylinuxPolicy,
     policy_for_glibc,
@@ -128,7 +123,7 @@ def _bundle_path(path: Path | None, root: Path) -> str | None:
 
 @dataclass(frozen=True)
 class FolderFacts:
-    """What the scan reads in one folder of a bundle: its ELF files and dist-info folders.
+    """What the scan reads in one folder of a bundle: its ELF files and who installed them.
 
     Paths are relative to the bundle. Kept with a cached environment so that a
     bundle built from it reads only its own files (`scan_bundle(facts=...)`).
@@ -139,8 +134,8 @@ class FolderFacts:
     unreadable: tuple[str, ...] = ()
     # Every ELF file's architecture from its header (`check.arch.elf_arch`), unreadable ones too.
     arches: Mapping[str, str] = field(default_factory=dict)
-    # The `*.dist-info` folders with a RECORD (`owners.find_distributions`).
-    dist_infos: tuple[str, ...] = ()
+    # The distribution whose RECORD lists each ELF file, for those one lists.
+    owners: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,15 +143,15 @@ class FolderFacts:
             "files": {path: elf_info_to_json(info) for path, info in self.files.items()},
             "unreadable": list(self.unreadable),
             "arches": dict(self.arches),
-            "dist-infos": list(self.dist_infos),
+            "owners": dict(self.owners),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FolderFacts:
         files = {str(path): elf_info_from_json(info) for path, info in data["files"].items()}
         arches = {str(path): str(arch) for path, arch in data["arches"].items()}
-        dist_infos = tuple(str(path) for path in data["dist-infos"])
-        return cls(str(data["folder"]), files, tuple(data["unreadable"]), arches, dist_infos)
+        owners = {str(path): str(name) for path, name in data["owners"].items()}
+        return cls(str(data["folder"]), files, tuple(data["unreadable"]), arches, owners)
 
 
 def read_folder_facts(root: Path, folder: str) -> FolderFacts:
@@ -167,8 +162,13 @@ def read_folder_facts(root: Path, folder: str) -> FolderFacts:
         arch = elf_arch(root / path)
         if arch is not None:
             arches[path] = arch
-    dist_infos = tuple(p.relative_to(root).as_posix() for p in dist_info_folders(root / folder))
-    return FolderFacts(folder, infos, tuple(unreadable), arches, dist_infos)
+    claimed = {
+        f"{folder}/{path}": dist.name
+        for dist in find_distributions(root / folder)
+        for path in dist.files
+    }
+    owners = {path: claimed[path] for path in (*infos, *unreadable) if path in claimed}
+    return FolderFacts(folder, infos, tuple(unreadable), arches, owners)
 
 
 def _read_all(
@@ -207,10 +207,14 @@ def scan_bundle(
     policy = policy or policy_for_glibc(None)
     runtimes = find_runtimes(root)
     prefix, interpreter = runtimes[0] if len(runtimes) == 1 else (None, None)
-    known_dist_infos = {known.folder: known.dist_infos for known in facts}
-    owners = map_owners(root, find_distributions(root, known=known_dist_infos), prefix)
+    # RECORDs outside the folders `facts` describe; their ELF files' owners come with them.
+    leave_out = {root / known.folder for known in facts}
+    claimed = {path: name for known in facts for path, name in known.owners.items()}
+    owners = map_owners(
+        root, find_distributions(root, leave_out=leave_out), prefix, claimed=claimed
+    )
 
-    infos, unreadable = _read_all(root, leave_out={root / known.folder for known in facts})
+    infos, unreadable = _read_all(root, leave_out=leave_out)
     for known in facts:
         infos.update(known.files)
         unreadable.extend(known.unreadable)

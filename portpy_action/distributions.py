@@ -8,6 +8,7 @@ forgiving broken bytes: a bundle's files are data here, never imported.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import HeaderParser
@@ -34,13 +35,19 @@ def read_metadata(dist_info: Path) -> Message | None:
     metadata = dist_info / "METADATA"
     if not metadata.is_file():
         return None
-    return HeaderParser().parsestr(metadata.read_text(encoding="utf-8", errors="replace"))
+    text = metadata.read_text(encoding="utf-8", errors="replace")
+    # The headers end at the first empty line; the description after it can be long.
+    end = re.search(r"\r?\n\r?\n", text)
+    return HeaderParser().parsestr(text[: end.end()] if end else text)
 
 
 def read_distribution(dist_info: Path) -> Distribution | None:
     """Name and version from METADATA; None when either is missing."""
     headers = read_metadata(dist_info)
-    if headers is None:
-        return None
+    return None if headers is None else distribution_of(headers)
+
+
+def distribution_of(headers: Message) -> Distribution | None:
+    """Name and version from METADATA's headers; None when either is missing."""
     name, version = str(headers.get("Name", "")).strip(), str(headers.get("Version", "")).strip()
     return Distribution(name, version) if name and version else None

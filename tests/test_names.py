@@ -8,7 +8,12 @@ from pathlib import Path
 
 from portpy_action.bundle.install import installed_distributions
 from portpy_action.check.owners import InstalledDistribution, distributions_in
-from portpy_action.distributions import Distribution, canonical_name, read_distribution
+from portpy_action.distributions import (
+    Distribution,
+    canonical_name,
+    read_distribution,
+    read_metadata,
+)
 
 PACKAGE = Path(__file__).resolve().parents[1] / "portpy_action"
 # Entry points: each front end has its own `main`.
@@ -63,3 +68,18 @@ def test_the_installer_and_the_checks_read_the_same_distribution(tmp_path: Path)
     )
     # The checks still name a distribution without METADATA name by its folder.
     assert (nameless.name, nameless.version) == ("nameless", "1.0")
+
+
+def test_metadata_headers_end_at_the_first_empty_line_whatever_the_line_ends(
+    tmp_path: Path,
+) -> None:
+    for ending in ("\n", "\r\n"):
+        dist_info = tmp_path / ending.encode().hex() / "pkg-2.0.dist-info"
+        dist_info.mkdir(parents=True)
+        text = ending.join(
+            ["Metadata-Version: 2.1", "Name: pkg", "Version: 2.0", "", "Name: not-a-header", ""]
+        )
+        (dist_info / "METADATA").write_bytes(text.encode() + b"x" * 100_000)
+        assert read_distribution(dist_info) == Distribution("pkg", "2.0")
+        headers = read_metadata(dist_info)
+        assert headers is not None and headers.get_all("Name") == ["pkg"]

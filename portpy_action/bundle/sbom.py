@@ -48,7 +48,7 @@ from packageurl import PackageURL
 
 from portpy_action import __version__, atomic
 from portpy_action.bundle.manifest import ReleaseInfo
-from portpy_action.distributions import canonical_name, read_distribution, read_metadata
+from portpy_action.distributions import canonical_name, distribution_of, read_metadata
 from portpy_action.errors import CheckError
 
 SBOM_NAME = "sbom.cdx.json"
@@ -97,7 +97,8 @@ def scan_distributions(site_packages: Path, bundle: Path) -> list[DistributionFa
     """Every distribution in `site_packages` with its license, RECORD hash and vendored libraries."""
     found = []
     for dist_info in sorted(site_packages.glob("*.dist-info")):
-        headers, distribution = read_metadata(dist_info), read_distribution(dist_info)
+        headers = read_metadata(dist_info)
+        distribution = None if headers is None else distribution_of(headers)
         if headers is None or distribution is None:
             continue
         record = dist_info / "RECORD"

@@ -107,16 +107,7 @@ def strip_tool(arch: str | None = None, *, path: str | None = None) -> str:
 
 def tool_version(tool: str) -> str:
     """The first line `tool --version` prints: which strip made the bytes (a cache key part)."""
-    done = subprocess.run(
-        [tool, "--version"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        errors="replace",
-        env=child_environ(),
-        check=False,
-    )
-    lines = done.stdout.strip().splitlines()
+    lines = _run(tool, "--version").stdout.strip().splitlines()
     return lines[0] if lines else tool
 
 
@@ -219,15 +210,7 @@ def _strip_one(path: Path, tool: str, before: int) -> Stripped:
     mode = stat.S_IMODE(path.stat().st_mode)
     try:
         with atomic.staged(path, mode=mode) as (partial,):
-            done = subprocess.run(
-                [tool, "--strip-unneeded", "-o", str(partial), str(path)],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                errors="replace",
-                env=child_environ(),
-                check=False,
-            )
+            done = _run(tool, "--strip-unneeded", "-o", str(partial), str(path))
             if done.returncode != 0:
                 raise _Kept(" ".join(done.stderr.split())[-300:] or f"exit {done.returncode}")
             after = partial.stat().st_size
@@ -236,6 +219,19 @@ def _strip_one(path: Path, tool: str, before: int) -> Stripped:
     except _Kept as exc:
         return Stripped(path, before, before, problem=str(exc))
     return Stripped(path, before, after)
+
+
+def _run(*command: str) -> subprocess.CompletedProcess[str]:
+    """Run binutils' `command`, its output captured as text."""
+    return subprocess.run(
+        command,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        env=child_environ(),
+        check=False,
+    )
 
 
 def _elf_files(root: Path) -> list[Path]:

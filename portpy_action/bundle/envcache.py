@@ -1,7 +1,12 @@
 """The installed-environment cache: `python/` after install, repair, relocate and compile.
 
 A rebuild after a change to the project alone installs the same requirements
-into the same runtime again; with this cache it copies the result instead.
+into the same runtime again; with this cache it takes the result instead: moved
+into the build and back (`cachestore.borrow`), since a build on a hit never
+writes into `python/`, or linked or copied where that cannot be. A new
+environment moves into the cache once the archive is packed. The entry also
+keeps what the scan read from `python/` (`FolderFacts`) and an id that names
+its content (`packcache` keys python/'s packed gzip members by it).
 The key holds everything that decides what gets installed: the prepared
 runtime's key, the dependency files' bytes (a requirements file with the files
 it includes, a pylock.toml, a uv.lock with its pyproject.toml), the installer
@@ -205,7 +210,10 @@ def _installer_version(installer: Installer) -> str:
 
 @dataclass
 class EnvironmentCache:
-    """One build's use of the cache: looked up as the runtime is placed, filled after compile."""
+    """One build's use of the cache: looked up as the runtime is placed, kept once packed.
+
+    (Kept after compile instead when vendoring will write into python/.)
+    """
 
     plan: InstallPlan
     installer: Installer
@@ -216,7 +224,8 @@ class EnvironmentCache:
     key: EnvironmentKey = field(
         default_factory=lambda: EnvironmentKey(None, False, "a cross build")
     )
-    # No later stage writes into python/ (nothing is vendored): a hit may link, not copy.
+    # No later stage writes into python/ (nothing is vendored): a hit may be borrowed (moved
+    # in and back) or linked instead of copied.
     read_only: bool = False
     # Where a read-only hit may move the entry for the build's time (`cachestore.borrow`);
     # `give_back` returns it.

@@ -28,7 +28,7 @@ from elftools.elf.elffile import ELFFile
 from portpy_action.bundle import elfedit
 from portpy_action.bundle.install import site_packages
 from portpy_action.bundle.record import update_records
-from portpy_action.check.elf import is_elf
+from portpy_action.check.elf import iter_elf_files
 
 _ORIGIN_TOKENS = ("$ORIGIN", "${ORIGIN}")
 _DEBUG_PREFIXES = (".debug_", ".zdebug_")
@@ -168,14 +168,6 @@ def _relative(target: Path, origin: Path) -> str:
     return "$ORIGIN" if rel == "." else f"$ORIGIN/{rel}"
 
 
-def _iter_elf(root: Path) -> list[Path]:
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        found += [Path(folder, name) for name in sorted(files) if is_elf(Path(folder, name))]
-    return found
-
-
 def repair_elf_files(bundle: Path, *, build_prefix: str) -> list[Repair]:
     """Repair every ELF file of the bundle's runtime (`bundle/python`); say what changed.
 
@@ -185,7 +177,7 @@ def repair_elf_files(bundle: Path, *, build_prefix: str) -> list[Repair]:
     runtime = bundle / "python"
     repairs: list[Repair] = []
     changed: list[Path] = []
-    for path in _iter_elf(runtime):
+    for path in list(iter_elf_files(runtime)):  # listed first: patchelf rewrites them
         data = path.read_bytes()
         search = search_path(data)
         if search is False:

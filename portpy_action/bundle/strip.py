@@ -35,7 +35,7 @@ from typing import BinaryIO
 from portpy_action import atomic
 from portpy_action.bundle.install import site_packages
 from portpy_action.bundle.record import update_records
-from portpy_action.check.elf import is_elf
+from portpy_action.check.elf import iter_elf_files
 from portpy_action.childenv import child_environ
 from portpy_action.errors import InputError
 from portpy_action.runtime.probe import machine_arch
@@ -191,7 +191,7 @@ def strip_binaries(root: Path, *, tool: str | None = None) -> list[Stripped]:
     """
     tool = tool or strip_tool()
     results: list[Stripped] = []
-    for path in _elf_files(root):
+    for path in list(iter_elf_files(root)):  # listed first: stripping adds temporary files
         layout = elf_layout(path)
         if layout is None or not layout.loadable or not layout.has_symbols or layout.appended:
             continue
@@ -232,12 +232,3 @@ def _run(*command: str) -> subprocess.CompletedProcess[str]:
         env=child_environ(),
         check=False,
     )
-
-
-def _elf_files(root: Path) -> list[Path]:
-    """Regular ELF files under `root` (no symlinks), in a stable order."""
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        found += [Path(folder, name) for name in sorted(files) if is_elf(Path(folder, name))]
-    return found

@@ -9,11 +9,10 @@ architecture as pbs triples do, and reports the distribution that brought it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from portpy_action.check.elf import is_elf
+from portpy_action.check.elf import iter_elf_files
 from portpy_action.check.owners import find_distributions, map_owners
 from portpy_action.errors import CheckError
 
@@ -62,15 +61,10 @@ def foreign_elf_files(
         for path, actual in arches.items()
         if actual != arch
     ]
-    leave_out = {root / folder for folder in known}
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if Path(folder, d) not in leave_out)
-        for name in sorted(files):
-            path = Path(folder, name)
-            if is_elf(path):
-                actual = elf_arch(path)
-                if actual is not None and actual != arch:
-                    found.append((path.relative_to(root).as_posix(), actual))
+    for path in iter_elf_files(root, leave_out={root / folder for folder in known}):
+        actual = elf_arch(path)
+        if actual is not None and actual != arch:
+            found.append((path.relative_to(root).as_posix(), actual))
     return sorted(found)
 
 

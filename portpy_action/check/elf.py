@@ -7,8 +7,9 @@ together with the symbols that require it. `scan` decides what is portable.
 
 from __future__ import annotations
 
+import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,19 @@ def is_elf(path: Path) -> bool:
             return stream.read(4) == ELF_MAGIC
     except OSError:
         return False
+
+
+def iter_elf_files(root: Path, *, leave_out: Container[Path] = ()) -> Iterator[Path]:
+    """Every regular ELF file under `root`, whatever its name, in a stable order.
+
+    Folders in `leave_out` are not entered.
+    """
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if Path(folder, d) not in leave_out)
+        for name in sorted(files):
+            path = Path(folder, name)
+            if is_elf(path):
+                yield path
 
 
 def _split_paths(value: str) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ manylinux policy the caller picked from `max-glibc`.
 from __future__ import annotations
 
 import os
-from collections.abc import Container, Iterator, Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from portpy_action.check.elf import (
     ElfReadError,
     elf_info_from_json,
     elf_info_to_json,
-    is_elf,
+    iter_elf_files,
     read_elf,
 )
 from portpy_action.check.layout import find_runtimes
@@ -39,19 +39,6 @@ from portpy_action.check.report import (
     SymbolNeed,
 )
 from portpy_action.check.searchpaths import search_path_entries
-
-
-def iter_elf_files(root: Path, *, leave_out: Container[Path] = ()) -> Iterator[Path]:
-    """Every regular ELF file under `root`, whatever its name, in a stable order.
-
-    Folders in `leave_out` are not entered.
-    """
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if Path(folder, d) not in leave_out)
-        for name in sorted(files):
-            path = Path(folder, name)
-            if is_elf(path):
-                yield path
 
 
 def _newest_needs(info: ElfInfo, outside: frozenset[str]) -> tuple[SymbolNeed, ...]:

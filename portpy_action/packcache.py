@@ -16,10 +16,8 @@ tool's.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
@@ -28,7 +26,7 @@ from pathlib import Path
 from portpy_action import __version__
 from portpy_action.blockgzip import BLOCK_SIZE
 from portpy_action.pack import GZIP_LEVEL, KeptSegment, SegmentSpan
-from portpy_action.runtime.cachestore import lookup, store
+from portpy_action.runtime.cachestore import Cloner, lookup, store
 
 KIND = "packed"
 # Bump when the tar or gzip writer changes in a way the key's other parts miss
@@ -71,31 +69,10 @@ def keep_segment(cache_dir: Path, key: str, archive: Path, span: SegmentSpan) ->
     """Keep the bytes `span` marks in `archive` under `key`; True when kept now."""
 
     def fill(folder: Path) -> None:
+        size = span.end - span.start
         with archive.open("rb") as source, (folder / _MEMBERS).open("wb") as members:
-            _copy_range(source.fileno(), members.fileno(), span.start, span.end - span.start)
+            if Cloner().copy_bytes(source.fileno(), members.fileno(), span.start, size) < size:
+                raise EOFError(f"{archive} ends inside its segment")
         (folder / _TAR_SIZE).write_text(str(span.tar_size), encoding="ascii")
 
     return store(cache_dir / KIND, key, fill) is not None
-
-
-def _copy_range(src: int, dst: int, offset: int, size: int) -> None:
-    """`size` bytes of `src` from `offset` to the end of `dst`: in the kernel where it can."""
-    end = offset + size
-    kernel = True
-    while offset < end:
-        if kernel:
-            try:
-                copied = os.copy_file_range(src, dst, end - offset, offset)
-            except OSError as exc:
-                if exc.errno not in _NO_COPY_RANGE:
-                    raise
-                kernel = False  # another file system, or none that can: read and write
-                continue
-        else:
-            copied = os.write(dst, os.pread(src, min(end - offset, 1 << 20), offset))
-        if copied == 0:
-            raise EOFError("the archive ends inside its segment")
-        offset += copied
-
-
-_NO_COPY_RANGE = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})

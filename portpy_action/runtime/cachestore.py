@@ -199,11 +199,12 @@ def prune(kind_dir: Path, *, keep: int) -> list[Path]:
 # copying out
 
 
-class _Cloner:
-    """Copies one file's bytes: a reflink while the file system takes them, else in the kernel.
+class Cloner:
+    """Copies files' bytes: a reflink while the file system takes them, else in the kernel.
 
     `copy_file_range` refuses some pairs of file systems (EXDEV: the cache on
     one disk, the build on a tmpfs); `sendfile` then copies, still in the kernel.
+    One refusal of either is remembered for the files after it.
     """
 
     def __init__(self) -> None:
@@ -216,17 +217,21 @@ class _Cloner:
             try:
                 if self.reflink and self._clone(source.fileno(), fd):
                     return
-                size = os.fstat(source.fileno()).st_size
-                done = 0
-                if self.copy_range:
-                    done = self._copy_range(source.fileno(), fd, size)
-                while done < size:
-                    sent = os.sendfile(fd, source.fileno(), done, size - done)
-                    if sent == 0:
-                        break
-                    done += sent
+                self.copy_bytes(source.fileno(), fd, 0, os.fstat(source.fileno()).st_size)
             finally:
                 os.close(fd)
+
+    def copy_bytes(self, src: int, dst: int, offset: int, size: int) -> int:
+        """Up to `size` bytes of `src` from `offset` to `dst`'s position; how many (fewer at EOF)."""
+        done = 0
+        if self.copy_range:
+            done = self._copy_range(src, dst, offset, size)
+        while done < size:
+            sent = os.sendfile(dst, src, offset + done, size - done)
+            if sent == 0:
+                break
+            done += sent
+        return done
 
     def _clone(self, src: int, dst: int) -> bool:
         try:
@@ -236,11 +241,11 @@ class _Cloner:
             return False
         return True
 
-    def _copy_range(self, src: int, dst: int, size: int) -> int:
+    def _copy_range(self, src: int, dst: int, offset: int, size: int) -> int:
         done = 0
         while done < size:
             try:
-                sent = os.copy_file_range(src, dst, size - done)
+                sent = os.copy_file_range(src, dst, size - done, offset + done)
             except OSError as exc:
                 if exc.errno not in _NO_COPY_RANGE or done:
                     raise
@@ -286,7 +291,7 @@ def copy_tree(src: Path, dst: Path, *, link: bool = False) -> int:
     copy) where the file system allows, for a tree nothing will write into:
     a file rewritten in place through a link changes `src` too.
     """
-    cloner = _Cloner()
+    cloner = Cloner()
     linker = _Linker() if link else None
     count = 0
     folders: list[tuple[Path, int]] = []  # modes set last: mkdir's go through the umask

@@ -268,6 +268,7 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
                 cache.keep(runtime.root, own)
 
         if vendoring:
+            cache.folder_facts = None  # python/ changes here: the kept facts no longer hold
             with log.stage("vendor", "Copy external libraries into the bundle"):
                 for lib in vendor_external_libs(bundle, max_glibc=spec.max_glibc):
                     users = ", ".join(lib.needed_by) or "the libraries above"
@@ -276,8 +277,8 @@ def build(spec: BuildSpec, *, log: Logger, client: httpx.Client | None = None) -
         with log.stage("scan", "Measure the glibc baseline and external libraries"):
             if keeping and not vendoring:  # read once: for this scan and the next build's
                 cache.folder_facts = read_folder_facts(bundle, TOP)
-            # python/'s ELF files as read when its environment was kept, unless vendored into.
-            known = () if vendoring or cache.folder_facts is None else (cache.folder_facts,)
+            # python/'s ELF files as read when its environment was kept (or just now).
+            known = () if cache.folder_facts is None else (cache.folder_facts,)
             check_architecture(
                 bundle,
                 arch_of(release.target),

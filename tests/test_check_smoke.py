@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,24 @@ def _variant(bundle: InstalledBundle, tmp: Path) -> Path:
     return copy
 
 
+def _packed_variant(
+    bundle: InstalledBundle,
+    factory: pytest.TempPathFactory,
+    label: str,
+    change: Callable[[Path], object],
+) -> Path:
+    """The bundle copied, changed by `change(copy)` and packed as tar.gz."""
+    tmp = factory.mktemp(label)
+    copy = _variant(bundle, tmp)
+    change(copy)
+    return pack(copy, tmp / f"{BUNDLE_NAME}.tar.gz", format="tar.gz").path
+
+
+def _greeter_init(text: str) -> Callable[[Path], object]:
+    """A change that rewrites the test distribution's `greeter/__init__.py`."""
+    return lambda copy: (_site_packages(copy) / "greeter" / "__init__.py").write_text(text)
+
+
 def _site_packages(root: Path) -> Path:
     return next((root / "python" / "lib").glob("python3.*/site-packages"))
 
@@ -51,11 +70,8 @@ def good_archive(
 def broken_archive(
     installed_bundle: InstalledBundle, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    tmp = tmp_path_factory.mktemp("broken")
-    copy = _variant(installed_bundle, tmp)
-    init = _site_packages(copy) / "greeter" / "__init__.py"
-    init.write_text("raise RuntimeError('greeter is deliberately broken')\n")
-    return pack(copy, tmp / f"{BUNDLE_NAME}.tar.gz", format="tar.gz").path
+    broken = _greeter_init("raise RuntimeError('greeter is deliberately broken')\n")
+    return _packed_variant(installed_bundle, tmp_path_factory, "broken", broken)
 
 
 def test_the_bundle_runs_in_a_target_like_root_with_every_distribution_imported(
@@ -119,11 +135,8 @@ def test_several_interpreters_share_the_imports_each_module_once(broken_archive:
 def dying_archive(
     installed_bundle: InstalledBundle, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    tmp = tmp_path_factory.mktemp("dying")
-    copy = _variant(installed_bundle, tmp)
-    init = _site_packages(copy) / "greeter" / "__init__.py"
-    init.write_text("import os\nos._exit(7)\n")
-    return pack(copy, tmp / f"{BUNDLE_NAME}.tar.gz", format="tar.gz").path
+    dying = _greeter_init("import os\nos._exit(7)\n")
+    return _packed_variant(installed_bundle, tmp_path_factory, "dying", dying)
 
 
 @pytest.mark.parametrize("processes", [1, 2])
@@ -229,10 +242,10 @@ CTYPES_LOADS = {
 def ctypes_archive(
     installed_bundle: InstalledBundle, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    tmp = tmp_path_factory.mktemp("ctypes")
-    copy = _variant(installed_bundle, tmp)
-    install_dist(_site_packages(copy), "needs-libs", "1.0", CTYPES_LOADS)
-    return pack(copy, tmp / f"{BUNDLE_NAME}.tar.gz", format="tar.gz").path
+    def needs_libs(copy: Path) -> None:
+        install_dist(_site_packages(copy), "needs-libs", "1.0", CTYPES_LOADS)
+
+    return _packed_variant(installed_bundle, tmp_path_factory, "ctypes", needs_libs)
 
 
 def test_the_root_lacks_a_library_the_build_machine_has(
@@ -279,10 +292,10 @@ def test_an_older_policy_makes_a_smaller_root(installed_bundle: InstalledBundle)
 def launcher_archive(
     installed_bundle: InstalledBundle, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    tmp = tmp_path_factory.mktemp("launcher")
-    copy = _variant(installed_bundle, tmp)
-    write_launcher(copy, BUNDLE_NAME, ["-m", "main"])
-    return pack(copy, tmp / f"{BUNDLE_NAME}.tar.gz", format="tar.gz").path
+    def launcher(copy: Path) -> None:
+        write_launcher(copy, BUNDLE_NAME, ["-m", "main"])
+
+    return _packed_variant(installed_bundle, tmp_path_factory, "launcher", launcher)
 
 
 # Each runs `main` (app/main.py) the way `run` would: app/ on the import path. The
